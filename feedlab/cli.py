@@ -1,0 +1,33 @@
+"""The `feedlab` command. Each package contributes its subcommands through `register(app)`;
+heavy libraries (torch, sentence-transformers, catboost) are imported inside commands only."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="feedlab",
+    help="A/B experimentation platform for feed recommenders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+COMMAND_MODULES = [
+    "storage.cli",
+]
+
+
+@app.callback()
+def main() -> None:
+    """A/B experimentation platform for feed recommenders."""
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+if __name__ == "__main__":
+    app()
