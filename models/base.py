@@ -1,4 +1,11 @@
-"""The interface both arms (and the `popular` fallback) share, as the gateway sees them."""
+"""The interface both arms (and the `popular` fallback) share, as the gateway sees them.
+
+Conventions every part of feedlab keeps: datetimes are naive UTC; post and user ids are ints.
+The gateway owns one `models.history.History` (built from the `feed` table at start-up and fed
+by `POST /feed`) and hands it to every in-process model it loads through
+`models.registry.load_model`; `observe` is only for state a model keeps beside that history
+(e.g. the test arm's user embedding). A standalone model service owns its own History.
+"""
 
 from __future__ import annotations
 
@@ -28,5 +35,5 @@ class Recommender(Protocol):
     def recommend(self, user_id: int, at: datetime, limit: int) -> list[int]: ...
 
     def observe(self, events: list[Event]) -> None:
-        """Take new feed events (e.g. from `POST /feed`) so recent likes stay fresh."""
+        """Update model-private state after the shared History took `events`."""
         ...
