@@ -17,6 +17,10 @@ app = typer.Typer(
 
 COMMAND_MODULES = [
     "storage.cli",
+    "feedlab.commands",
+    "experiments.cli",
+    "gateway.cli",
+    "analysis.online.cli",
 ]
 
 

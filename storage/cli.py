@@ -1,21 +1,147 @@
-"""`feedlab` subcommands that manage the database."""
+"""`feedlab` subcommands that manage the database: init-db, import csv|movielens|postgres,
+demo-data. Heavy libraries are imported inside the commands so `feedlab --help` stays fast."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+URL_HELP = "Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
+REPLACE_HELP = (
+    "If the database already holds users, posts or feed events, delete them (and cached post "
+    "embeddings) and load the new data in the same transaction. Without it a non-empty "
+    "database is refused and left untouched. Exposure logs and experiment configs are kept."
+)
+
+import_app = typer.Typer(
+    help=(
+        "Import users, posts and feed events into the feedlab database. Every importer validates "
+        "all input first, reports the first bad row with its file and line, and loads nothing on "
+        "error (one transaction). A database that already holds data is refused unless --replace."
+    ),
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
     app.command("init-db")(init_db)
+    app.add_typer(import_app, name="import")
+    app.command("demo-data")(demo_data)
 
 
-def init_db(
-    url: str = typer.Option(
-        None, "--url", help="Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
-    ),
-) -> None:
+def init_db(url: str = typer.Option(None, "--url", help=URL_HELP)) -> None:
     """Create the schema, or upgrade it to the latest migration."""
     from storage.engine import database_url, make_engine
 
     make_engine(url).dispose()
     typer.echo(f"schema up to date at {database_url(url)}")
+
+
+def _run_import(url: str | None, load) -> None:
+    """Run one importer against `url`, turning bad input into a message and exit code 1."""
+    from storage.engine import database_url, make_engine
+    from storage.importing import DatabaseNotEmptyError
+    from storage.validation import ImportValidationError
+
+    engine = make_engine(url)
+    try:
+        summary = load(engine)
+    except (ImportValidationError, DatabaseNotEmptyError) as exc:
+        typer.echo(f"error: {exc}; nothing was imported", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"{summary} into {database_url(url)}")
+
+
+@import_app.command("csv")
+def import_csv(
+    users: Path = typer.Option(..., "--users", exists=True, dir_okay=False, help="users.csv"),
+    posts: Path = typer.Option(..., "--posts", exists=True, dir_okay=False, help="posts.csv"),
+    feed: Path = typer.Option(..., "--feed", exists=True, dir_okay=False, help="feed.csv"),
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
+) -> None:
+    """Import the feed CSV layout (plain or .gz, UTF-8, header line required).
+
+    users.csv: user_id plus any of age, gender, country, city, os, source; any other column
+    (e.g. exp_group) is kept in the user's `attributes` JSON.
+    posts.csv: post_id, text, topic, optional created_at.
+    feed.csv: timestamp (ISO 8601 or unix seconds; stored as naive UTC), user_id, post_id,
+    action ('view' or 'like'), target (0, 1 or empty; stored NULL for likes), optional event_id.
+    User and post ids must be unique and every feed row must refer to a known user and post.
+    """
+    from storage.importers.csv_files import import_csv as run
+
+    _run_import(url, lambda engine: run(engine, users, posts, feed, replace=replace))
+
+
+@import_app.command("movielens")
+def import_movielens(
+    folder: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="MovieLens 100K folder (u.user, u.item, u.data.gz)"
+    ),
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
+) -> None:
+    """Import MovieLens 100K: 943 users, 1,682 movies as posts, every rating as a view and every
+    rating of 4-5 also as a like (target = 1 on those views). plots.tsv, when present, adds the
+    plot to each movie's text."""
+    from storage.importers.movielens import import_movielens as run
+
+    _run_import(url, lambda engine: run(folder, engine, replace=replace))
+
+
+@import_app.command("postgres")
+def import_postgres(
+    source_url: str = typer.Option(
+        ..., "--url", help="Source PostgreSQL URL holding user_data, post_text_df, feed_data."
+    ),
+    target_url: str = typer.Option(None, "--target-url", help=URL_HELP),
+    replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
+) -> None:
+    """Import the origin social network's tables user_data, post_text_df and feed_data from a
+    PostgreSQL database, with the same validation as `import csv` (errors name table and row)."""
+    from storage.importers.postgres import import_postgres as run
+
+    _run_import(target_url, lambda engine: run(source_url, engine, replace=replace))
+
+
+def demo_data(
+    users: int = typer.Option(5000, "--users", min=10, help="Number of simulated users."),
+    posts: int = typer.Option(2000, "--posts", min=10, help="Number of posts."),
+    days: int = typer.Option(28, "--days", min=1, help="Days of feed history."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed builds the same world."),
+    posts_csv: Path = typer.Option(
+        None,
+        "--posts-csv",
+        exists=True,
+        dir_okay=False,
+        help="Real post texts (CSV with title,text and category or topic; .gz ok), e.g. "
+        "../shared/data/bbc-news/bbc_articles.csv.gz. Default: generated texts.",
+    ),
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
+    spec_out: Path = typer.Option(
+        Path("demo_world.json"),
+        "--spec-out",
+        help="Where to write the world's parameters, from which the traffic simulator rebuilds "
+        "the exact same hidden preference model.",
+    ),
+) -> None:
+    """Build a deterministic demo social network: users with profiles, posts with text and
+    topic, and a feed history of views and likes drawn from a hidden preference model
+    (demographics x topic plus within-topic taste visible only in the words of a post)."""
+    from storage.demo.world import WorldSpec, load_demo_world
+
+    spec = WorldSpec(
+        seed=seed,
+        n_users=users,
+        n_posts=posts,
+        days=days,
+        posts_csv=str(posts_csv) if posts_csv else None,
+    )
+    _run_import(url, lambda engine: load_demo_world(spec, engine, replace=replace))
+    spec.save(spec_out)
+    typer.echo(f"world spec written to {spec_out}")

@@ -1,0 +1,155 @@
+"""`feedlab analyze`: online experiment analysis and experiment planning."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+FORMATS = ("table", "json", "html")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("analyze")(analyze_command)
+
+
+def parse_duration(text: str) -> float:
+    """'1h', '30m', '90s', '2d' or plain seconds -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise typer.BadParameter(f"--window: expected e.g. 1h, 30m, 90s, got {text!r}")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name}: not an ISO datetime: {value!r}") from exc
+    if ts.tzinfo is not None:
+        from datetime import UTC
+
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return ts
+
+
+def analyze_command(
+    experiment: str = typer.Argument(None, help="Experiment name (omit with --plan)."),
+    phase: str = typer.Option(None, "--phase", help="Analyse only this config_version."),
+    window: str = typer.Option("1h", "--window", help="Attribution window for likes."),
+    fmt: str = typer.Option("table", "--format", help="table | json | html"),
+    out: Path = typer.Option(None, "--out", help="Write the report here (default: stdout)."),
+    url: str = typer.Option(None, "--url", help="Database URL (default $FEEDLAB_DATABASE_URL)."),
+    alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", min=50, help="Poisson bootstrap replicates."
+    ),
+    planned_users: int = typer.Option(
+        None, "--planned-users", min=1, help="Planned total users (sequential test horizon)."
+    ),
+    since: str = typer.Option(None, "--since", help="Only exposures at or after (ISO, UTC)."),
+    until: str = typer.Option(None, "--until", help="Only exposures before (ISO, UTC)."),
+    pool: bool = typer.Option(
+        False, "--pool", help="Pool phases (refused unless their splits are identical)."
+    ),
+    cuped: bool = typer.Option(True, "--cuped/--no-cuped", help="CUPED with pre-period."),
+    plan: bool = typer.Option(False, "--plan", help="Plan an experiment instead of analysing."),
+    baseline: float = typer.Option(None, "--baseline", help="--plan: baseline rate or mean."),
+    mde: float = typer.Option(0.05, "--mde", help="--plan: relative effect to detect."),
+    power: float = typer.Option(0.8, "--power", help="--plan: wanted power."),
+    sd: float = typer.Option(None, "--sd", help="--plan: sd of a mean metric (omit: rate)."),
+    test_share: float = typer.Option(0.5, "--test-share", help="--plan: share in test arm."),
+    daily_users: float = typer.Option(None, "--daily-users", help="--plan: users per day."),
+    users: int = typer.Option(None, "--users", help="--plan: users available -> MDE."),
+) -> None:
+    """Analyse an experiment per phase (table, JSON or HTML), or plan one with --plan."""
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format: one of {', '.join(FORMATS)}, got {fmt!r}")
+    if plan:
+        _plan(baseline, mde, alpha, power, sd, test_share, daily_users, users, fmt, out)
+        return
+    if not experiment:
+        raise typer.BadParameter("EXPERIMENT is required (or use --plan)")
+    from analysis.online.analyze import Options, PoolingRefused, analyze
+    from storage.engine import make_engine
+
+    options = Options(
+        window_s=parse_duration(window),
+        alpha=alpha,
+        n_boot=bootstrap,
+        cuped=cuped,
+        planned_users=planned_users,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+    )
+    engine = make_engine(url)
+    try:
+        report = analyze(engine, experiment, phase, options, pool=pool)
+    except (LookupError, PoolingRefused, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    _emit(report, fmt, out)
+
+
+def _emit(report: dict, fmt: str, out: Path | None) -> None:
+    if fmt == "table":
+        from rich.console import Console
+
+        from analysis.report.table import print_report
+
+        if out:
+            with out.open("w", encoding="utf-8") as fh:
+                print_report(report, Console(file=fh, width=160))
+        else:
+            print_report(report)
+        return
+    if fmt == "json":
+        from analysis.report.serialize import to_json
+
+        text = to_json(report)
+    else:
+        from analysis.report.html import render_html
+
+        text = render_html(report)
+    if out:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        typer.echo(text)
+
+
+def _plan(baseline, mde, alpha, power, sd, test_share, daily_users, users, fmt, out) -> None:
+    from analysis.stats.power import minimum_detectable_effect, plan_sample_size
+
+    if baseline is None:
+        raise typer.BadParameter("--baseline is required with --plan")
+    try:
+        p = plan_sample_size(baseline, mde, alpha, power, test_share, sd, daily_users)
+        detectable = (
+            minimum_detectable_effect(
+                baseline, users * (1 - test_share), users * test_share, alpha, power, sd
+            )
+            if users
+            else None
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    result = p.as_dict() | {"mde_at_users": detectable, "users": users}
+    if fmt == "table":
+        from analysis.report.table import print_plan
+
+        print_plan(p.as_dict(), detectable)
+        return
+    from analysis.report.serialize import to_json
+
+    text = to_json(result)
+    if out:
+        out.write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text)

@@ -1,0 +1,380 @@
+"""SQL for the online analysis (SQLAlchemy Core, identical on SQLite and PostgreSQL).
+
+The database does the heavy work in three steps, each materialised in a temporary table of
+the caller's connection:
+1. `ud`: one row per (arm, user, day) with exposures, posts served, hit exposures and liked
+   served posts. A served post is liked when the user liked it in [ts, ts + window) after the
+   exposure; the join starts from likes (few) and probes exposure_items by (user_id, post_id).
+2. `pu`: one row per (arm, user) with the per-user metrics and their pre-period values
+   (same metrics over the same users' exposures in the window of equal length before the
+   phase start, any experiment), the CUPED covariates.
+3. Per-arm sufficient statistics, mid-rank sums for Mann-Whitney, daily increments for the
+   cumulative effect, exposure-level guardrails: small result sets read by analysis.stats.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+)
+
+from analysis.online.sqlfuncs import add_seconds, day_of, json_length
+from storage.schema import LIKE, exposure_items, exposures, feed
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which exposures form the analysed sample: one experiment, one or more config versions
+    (more than one only when pooling was explicitly allowed), an optional time range."""
+
+    experiment: str
+    versions: tuple[str, ...]
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def condition(self) -> ColumnElement[bool]:
+        e = exposures.c
+        cond = and_(e.experiment == self.experiment, e.config_version.in_(self.versions))
+        if self.since is not None:
+            cond = and_(cond, e.ts >= self.since)
+        if self.until is not None:
+            cond = and_(cond, e.ts < self.until)
+        return cond
+
+
+def _f(x: ColumnElement) -> ColumnElement:
+    return cast(x, Float)
+
+
+def list_phases(conn: Connection, experiment: str, since=None, until=None) -> list[dict]:
+    """Config versions seen for the experiment, in order of first exposure."""
+    e = exposures.c
+    cond = e.experiment == experiment
+    if since is not None:
+        cond = and_(cond, e.ts >= since)
+    if until is not None:
+        cond = and_(cond, e.ts < until)
+    q = (
+        select(
+            e.config_version,
+            func.min(e.ts).label("start"),
+            func.max(e.ts).label("end"),
+            func.count().label("exposures"),
+        )
+        .where(cond)
+        .group_by(e.config_version)
+        .order_by(func.min(e.ts))
+    )
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def _liked_items(
+    cond: ColumnElement[bool], lo: datetime, hi: datetime, window_s: float
+):  # -> Subquery
+    """Per exposure (request_id): how many of its served posts the user liked in the window."""
+    i, f, e = exposure_items.c, feed.c, exposures.c
+    return (
+        select(i.request_id, func.count(distinct(i.position)).label("liked_items"))
+        .select_from(
+            feed.join(exposure_items, and_(i.user_id == f.user_id, i.post_id == f.post_id)).join(
+                exposures, e.request_id == i.request_id
+            )
+        )
+        .where(
+            f.action == LIKE,
+            f.timestamp >= lo,
+            f.timestamp < add_seconds(literal(hi), literal(window_s)),
+            f.timestamp >= i.ts,
+            f.timestamp < add_seconds(i.ts, literal(window_s)),
+            cond,
+        )
+        .group_by(i.request_id)
+        .subquery("liked")
+    )
+
+
+def _exposure_sums(cond, lo, hi, window_s, keys: Sequence[ColumnElement]):
+    """Select of per-key sums over the selected exposures joined to their liked posts."""
+    e = exposures.c
+    liked = _liked_items(cond, lo, hi, window_s)
+    n_liked = func.coalesce(liked.c.liked_items, 0)
+    return (
+        select(
+            *keys,
+            func.count().label("n_exp"),
+            func.sum(json_length(e.post_ids)).label("n_items"),
+            func.sum(case((n_liked > 0, 1), else_=0)).label("hits"),
+            func.sum(n_liked).label("liked"),
+            func.sum(case((e.fallback, 1), else_=0)).label("fallbacks"),
+        )
+        .select_from(exposures.outerjoin(liked, liked.c.request_id == e.request_id))
+        .where(cond)
+        .group_by(*keys)
+    )
+
+
+class Workspace:
+    """Temporary per-user tables of one analysis on one connection (dropped on close)."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.meta = MetaData()
+        tag = uuid.uuid4().hex[:8]
+        counts = [Column(c, BigInteger) for c in ("n_exp", "n_items", "hits", "liked", "fallbacks")]
+        self.ud = Table(
+            f"fl_ud_{tag}",
+            self.meta,
+            Column("exp_group", String(64)),
+            Column("user_id", BigInteger),
+            Column("day", String(10)),
+            *counts,
+            prefixes=["TEMPORARY"],
+        )
+        self.pu = Table(
+            f"fl_pu_{tag}",
+            self.meta,
+            Column("exp_group", String(64)),
+            Column("user_id", BigInteger),
+            *[Column(c.name, BigInteger) for c in counts],
+            Column("hr", Float),
+            Column("lr", Float),
+            Column("conv", Integer),
+            Column("pre_hr", Float),
+            Column("pre_lr", Float),
+            Column("pre_liked", Float),
+            prefixes=["TEMPORARY"],
+        )
+
+    def close(self) -> None:
+        self.meta.drop_all(self.conn, checkfirst=True)
+
+    def build(
+        self,
+        sel: Selection,
+        lo: datetime,
+        hi: datetime,
+        window_s: float,
+        pre: tuple[datetime, datetime] | None,
+    ) -> None:
+        """Fill `ud` and `pu` for the selection; lo/hi bound its exposure timestamps."""
+        self.meta.create_all(self.conn)
+        e = exposures.c
+        ud_q = _exposure_sums(
+            sel.condition(), lo, hi, window_s, [e.exp_group, e.user_id, day_of(e.ts)]
+        )
+        self.conn.execute(self.ud.insert().from_select([c.name for c in self.ud.c], ud_q))
+
+        u = self.ud.c
+        agg = (
+            select(
+                u.exp_group,
+                u.user_id,
+                *[func.sum(u[c]).label(c) for c in ("n_exp", "n_items", "hits", "liked")],
+                func.sum(u.fallbacks).label("fallbacks"),
+            )
+            .group_by(u.exp_group, u.user_id)
+            .subquery("agg")
+        )
+        if pre is not None:
+            users = select(u.user_id).distinct()
+            pre_cond = and_(e.user_id.in_(users), e.ts >= pre[0], e.ts < pre[1])
+            pre_q = _exposure_sums(pre_cond, pre[0], pre[1], window_s, [e.user_id]).subquery("pre")
+            src = agg.outerjoin(pre_q, pre_q.c.user_id == agg.c.user_id)
+            pre_hr = case((pre_q.c.n_exp > 0, _f(pre_q.c.hits) / pre_q.c.n_exp), else_=0.0)
+            pre_lr = case((pre_q.c.n_items > 0, _f(pre_q.c.liked) / pre_q.c.n_items), else_=0.0)
+            pre_liked = _f(func.coalesce(pre_q.c.liked, 0))
+        else:
+            src = agg
+            pre_hr = pre_lr = pre_liked = literal(0.0, Float)
+        a = agg.c
+        pu_q = select(
+            a.exp_group,
+            a.user_id,
+            a.n_exp,
+            a.n_items,
+            a.hits,
+            a.liked,
+            a.fallbacks,
+            _f(a.hits) / a.n_exp,
+            case((a.n_items > 0, _f(a.liked) / a.n_items), else_=0.0),
+            case((a.hits > 0, 1), else_=0),
+            pre_hr,
+            pre_lr,
+            pre_liked,
+        ).select_from(src)
+        self.conn.execute(self.pu.insert().from_select([c.name for c in self.pu.c], pu_q))
+
+    # -- per-arm sufficient statistics -------------------------------------------------
+
+    def arm_sums(self) -> dict[str, dict[str, float]]:
+        """Per arm: n users and the sums, squares and cross-products every test needs."""
+        p = self.pu.c
+        cols = {
+            "n": func.count(),
+            "exposures": func.sum(p.n_exp),
+            "items": func.sum(p.n_items),
+            "fallbacks": func.sum(p.fallbacks),
+            "conv": func.sum(p.conv),
+            "liked": func.sum(_f(p.liked)),
+            "liked_sq": func.sum(_f(p.liked) * p.liked),
+            "items_f": func.sum(_f(p.n_items)),
+            "items_sq": func.sum(_f(p.n_items) * p.n_items),
+            "liked_items": func.sum(_f(p.liked) * p.n_items),
+        }
+        for m, x in (("hr", p.pre_hr), ("lr", p.pre_lr), ("liked", p.pre_liked)):
+            y = _f(p[m])
+            if m != "liked":
+                cols[m] = func.sum(y)
+                cols[f"{m}_sq"] = func.sum(y * y)
+            cols[f"{m}_pre"] = func.sum(x)
+            cols[f"{m}_pre_sq"] = func.sum(x * x)
+            cols[f"{m}_x_pre"] = func.sum(y * x)
+        q = select(p.exp_group, *[c.label(k) for k, c in cols.items()]).group_by(p.exp_group)
+        out = {}
+        for row in self.conn.execute(q):
+            d = dict(row._mapping)
+            group = d.pop("exp_group")
+            out[group] = {k: float(v or 0) for k, v in d.items()}
+        return out
+
+    def users_in_several_arms(self) -> int:
+        p = self.pu.c
+        sub = (
+            select(p.user_id).group_by(p.user_id).having(func.count(distinct(p.exp_group)) > 1)
+        ).subquery()
+        return int(self.conn.execute(select(func.count()).select_from(sub)).scalar_one())
+
+    def rank_sums(self, column: str, control: str, arm: str) -> tuple[float, float]:
+        """Mann-Whitney inputs without moving per-user values: the mid-rank sum of `control`
+        in the pooled (control, arm) sample, and the tie term sum(t^3 - t)."""
+        p = self.pu.c
+        v = p[column]
+        pair = p.exp_group.in_([control, arm])
+        ranked = select(
+            p.exp_group,
+            (
+                _f(func.rank().over(order_by=v)) + (_f(func.count().over(partition_by=v)) - 1) / 2.0
+            ).label("r"),
+        ).where(pair)
+        ranked = ranked.subquery()
+        rank_sum = self.conn.execute(
+            select(func.sum(ranked.c.r)).where(ranked.c.exp_group == control)
+        ).scalar_one()
+        ties = select(_f(func.count()).label("t")).where(pair).group_by(v).subquery()
+        tie_term = self.conn.execute(
+            select(func.sum(ties.c.t * ties.c.t * ties.c.t - ties.c.t))
+        ).scalar_one()
+        return float(rank_sum or 0), float(tie_term or 0)
+
+    def per_user_values(self, arm: str, columns: Sequence[str]) -> list[tuple]:
+        """Per-user values of one arm, for the Poisson bootstrap (streamed, ordered by user)."""
+        p = self.pu.c
+        q = select(*[p[c] for c in columns]).where(p.exp_group == arm).order_by(p.user_id)
+        return list(self.conn.execute(q).tuples())
+
+    def daily_increments(self, moments: dict[str, Callable[[dict], ColumnElement]]) -> list[dict]:
+        """Per (arm, day): the increments of each per-user moment when the user's cumulative
+        sums move from their previous active day to this one; summed over days in Python
+        they give the sufficient statistics of the experiment as it stood at each day's end."""
+        u = self.ud.c
+        sums = ("n_exp", "n_items", "hits", "liked")
+        w = {"partition_by": [u.exp_group, u.user_id], "order_by": u.day}
+        cum = select(
+            u.exp_group,
+            u.user_id,
+            u.day,
+            *[func.sum(u[c]).over(**w, rows=(None, 0)).label(c) for c in sums],
+        ).subquery("cum")
+        c = cum.c
+        w2 = {"partition_by": [c.exp_group, c.user_id], "order_by": c.day}
+        lagged = select(
+            c.exp_group,
+            c.day,
+            *[c[s] for s in sums],
+            *[func.lag(c[s]).over(**w2).label(f"prev_{s}") for s in sums],
+        ).subquery("lagged")
+        g = lagged.c
+        cur = {s: g[s] for s in sums}
+        prev = {s: g[f"prev_{s}"] for s in sums}
+        first = g.prev_n_exp.is_(None)
+        cols = [func.sum(case((first, 1), else_=0)).label("n")]
+        for name, expr in moments.items():
+            d = expr(cur) - case((first, 0.0), else_=expr(prev))
+            cols.append(func.sum(d).label(name))
+        q = (
+            select(g.exp_group, g.day, *cols)
+            .group_by(g.exp_group, g.day)
+            .order_by(g.day, g.exp_group)
+        )
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+
+def guardrails(conn: Connection, sel: Selection) -> dict[str, dict[str, float | None]]:
+    """Exposure-level guardrails per arm: count, fallback rate, latency mean/p50/p95
+    (nearest-rank percentiles from window functions, exact on both backends)."""
+    e = exposures.c
+    cond = sel.condition()
+    base = {
+        r.exp_group: {
+            "exposures": int(r.n),
+            "fallback_rate": float(r.fb or 0) / r.n,
+            "latency_mean_ms": None if r.lat is None else float(r.lat),
+        }
+        for r in conn.execute(
+            select(
+                e.exp_group,
+                func.count().label("n"),
+                func.sum(case((e.fallback, 1), else_=0)).label("fb"),
+                func.avg(e.latency_ms).label("lat"),
+            )
+            .where(cond)
+            .group_by(e.exp_group)
+        )
+    }
+    ranked = (
+        select(
+            e.exp_group,
+            e.latency_ms,
+            func.row_number().over(partition_by=e.exp_group, order_by=e.latency_ms).label("rn"),
+            func.count().over(partition_by=e.exp_group).label("cnt"),
+        )
+        .where(cond, e.latency_ms.is_not(None))
+        .subquery()
+    )
+    r = ranked.c
+    p50 = (r.cnt * 50 + 99) // 100
+    p95 = (r.cnt * 95 + 99) // 100
+    q = select(r.exp_group, r.latency_ms, r.rn == p50, r.rn == p95).where(
+        or_(r.rn == p50, r.rn == p95)
+    )
+    for group, lat, is50, is95 in conn.execute(q):
+        g = base.setdefault(group, {})
+        if is50:
+            g["latency_p50_ms"] = float(lat)
+        if is95:
+            g["latency_p95_ms"] = float(lat)
+    for g in base.values():
+        g.setdefault("latency_p50_ms", None)
+        g.setdefault("latency_p95_ms", None)
+    return base

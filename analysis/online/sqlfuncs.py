@@ -1,0 +1,70 @@
+"""The few SQL expressions SQLite and PostgreSQL spell differently, as compiled constructs, so
+the analysis queries are one SQLAlchemy Core text for both backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class add_seconds(FunctionElement):
+    """timestamp + n seconds. SQLite keeps timestamps as ISO text; strftime with %f yields
+    millisecond text that still sorts correctly against SQLAlchemy's stored microseconds."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(add_seconds, "sqlite")
+def _add_seconds_sqlite(element: add_seconds, compiler: Any, **kw: Any) -> str:
+    ts, secs = list(element.clauses)
+    return (
+        f"strftime('%Y-%m-%d %H:%M:%f', {compiler.process(ts, **kw)}, "
+        f"'+' || ({compiler.process(secs, **kw)}) || ' seconds')"
+    )
+
+
+@compiles(add_seconds, "postgresql")
+def _add_seconds_pg(element: add_seconds, compiler: Any, **kw: Any) -> str:
+    ts, secs = list(element.clauses)
+    return (
+        f"({compiler.process(ts, **kw)} + "
+        f"make_interval(secs => CAST({compiler.process(secs, **kw)} AS double precision)))"
+    )
+
+
+class day_of(FunctionElement):
+    """UTC calendar day of a naive-UTC timestamp as 'YYYY-MM-DD' text on both backends."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(day_of, "sqlite")
+def _day_sqlite(element: day_of, compiler: Any, **kw: Any) -> str:
+    return f"strftime('%Y-%m-%d', {compiler.process(next(iter(element.clauses)), **kw)})"
+
+
+@compiles(day_of, "postgresql")
+def _day_pg(element: day_of, compiler: Any, **kw: Any) -> str:
+    return f"to_char({compiler.process(next(iter(element.clauses)), **kw)}, 'YYYY-MM-DD')"
+
+
+class json_length(FunctionElement):
+    """Length of a JSON array column (the served post ids of an exposure)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(json_length, "sqlite")
+def _json_len_sqlite(element: json_length, compiler: Any, **kw: Any) -> str:
+    return f"json_array_length({compiler.process(next(iter(element.clauses)), **kw)})"
+
+
+@compiles(json_length, "postgresql")
+def _json_len_pg(element: json_length, compiler: Any, **kw: Any) -> str:
+    return f"json_array_length(CAST({compiler.process(next(iter(element.clauses)), **kw)} AS json))"

@@ -1,0 +1,1 @@
+"""Renderings of an analysis dict: rich terminal table, JSON, self-contained HTML."""

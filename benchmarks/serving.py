@@ -1,0 +1,336 @@
+"""Serving benchmark: latency, throughput, exposure completeness and memory of the gateway.
+
+Builds a demo world (7,000 posts by default) in a temporary SQLite database, starts
+`feedlab serve` on a free loopback port and drives it from a *separate* process with an
+open-loop load generator: request i is sent at t0 + i/rate whatever the earlier ones are doing,
+and its latency counts from that scheduled instant, so a stalled server shows up as latency
+instead of silently lowering the offered load. Prints one row per rate, then a short ramp finds
+the highest rate served with zero errors. Everything is bounded and stays on 127.0.0.1.
+
+    .venv/bin/python benchmarks/serving.py                    # both arms `popular`
+    .venv/bin/python benchmarks/serving.py --arms trained     # control + test artifacts
+    .venv/bin/python benchmarks/serving.py --rates 50,200 --duration 10 --no-ramp
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from storage.engine import make_engine  # noqa: E402
+from storage.schema import exposures, users  # noqa: E402
+
+FEEDLAB = [sys.executable, "-m", "feedlab"]
+POPULAR_CONFIG = """\
+default_model: popular
+experiments:
+  - name: serving_bench
+    status: running
+    salt: serving-bench
+    traffic: 100
+    arms:
+      - {name: control, model: popular, weight: 50}
+      - {name: test, model: popular, weight: 50}
+"""
+TRAINED_CONFIG = """\
+default_model: control
+experiments:
+  - name: serving_bench
+    status: running
+    salt: serving-bench
+    traffic: 100
+    arms:
+      - {name: control, model: control, weight: 50}
+      - {name: test, model: test, weight: 50}
+models:
+  control: {backend: inprocess, artifact: "%(artifacts)s/control"}
+  test: {backend: inprocess, artifact: "%(artifacts)s/test"}
+"""
+
+
+@dataclass
+class PhaseResult:
+    rate: float
+    sent: int
+    ok: int
+    errors: int
+    elapsed_s: float
+    latencies_ms: list[float]
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process from /proc (psutil is not a dependency)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_step(cmd: list[str], env: dict[str, str]) -> None:
+    print("$", " ".join(cmd[2:] if cmd[:2] == FEEDLAB[:2] else cmd), flush=True)
+    subprocess.run(cmd, env=env, cwd=ROOT, check=True)
+
+
+def prepare(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, str], Path]:
+    """Demo world + (optionally) trained arms + the experiments file; returns env and config."""
+    env = {**os.environ, "FEEDLAB_DATABASE_URL": args.db_url or f"sqlite:///{workdir}/bench.db"}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    if not args.db_url:
+        run_step([*FEEDLAB, "demo-data", "--posts", str(args.posts), "--spec-out",
+                  str(workdir / "demo_world.json")], env)
+    config = workdir / "experiments.yaml"
+    if args.arms == "trained":
+        artifacts = Path(args.artifacts) if args.artifacts else workdir / "artifacts"
+        if not args.artifacts:
+            run_step([*FEEDLAB, "train", "control", "--out", str(artifacts / "control")], env)
+            run_step([*FEEDLAB, "train", "test", "--out", str(artifacts / "test")], env)
+        config.write_text(TRAINED_CONFIG % {"artifacts": artifacts.resolve()})
+    else:
+        config.write_text(POPULAR_CONFIG)
+    return env, config
+
+
+def start_gateway(env: dict[str, str], config: Path, port: int, log: Path) -> subprocess.Popen:
+    cmd = [*FEEDLAB, "serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(config),
+           "--spool-dir", str(log.parent / "spool"), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gateway exited with {proc.returncode}; log:\n{log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit("gateway did not become healthy within 300 s")
+
+
+async def _drive(url: str, rate: float, duration: float, user_ids: list[int], limit: int) -> dict:
+    """Open-loop load: schedule every request up front at its own instant."""
+    rng = random.Random(int(rate))
+    total = int(rate * duration)
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0) as client:
+
+        async def one(at: float, user_id: int) -> None:
+            nonlocal errors
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                resp = await client.get(
+                    "/post/recommendations/", params={"id": user_id, "limit": limit}
+                )
+                if resp.status_code != 200 or "exp_group" not in resp.json():
+                    errors += 1
+                    return
+            except (httpx.HTTPError, ValueError):
+                errors += 1
+                return
+            latencies.append((time.perf_counter() - at) * 1000)
+
+        t0 = time.perf_counter() + 0.2
+        tasks = [
+            asyncio.create_task(one(t0 + i / rate, rng.choice(user_ids))) for i in range(total)
+        ]
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    return {"sent": total, "ok": len(latencies), "errors": errors, "elapsed_s": elapsed,
+            "latencies_ms": latencies}
+
+
+def loadgen_main(args: argparse.Namespace) -> None:
+    """Child process entry: drive one phase and print its raw result as JSON."""
+    user_ids = json.loads(Path(args.users_file).read_text())
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    result = asyncio.run(_drive(args.url, args.rate, args.duration, user_ids, args.limit))
+    print(json.dumps(result))
+
+
+def run_phase(url: str, rate: float, duration: float, users_file: Path, limit: int) -> PhaseResult:
+    cmd = [sys.executable, __file__, "--loadgen", "--url", url, "--rate", str(rate),
+           "--duration", str(duration), "--users-file", str(users_file), "--limit", str(limit)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 120)
+    raw = json.loads(out.stdout.strip().splitlines()[-1])
+    return PhaseResult(rate=rate, **raw)
+
+
+def count_exposures(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(exposures)).scalar_one()
+
+
+def settled_exposures(engine, expected: int, wait_s: float = 15.0) -> int:
+    """Exposures are written asynchronously: wait (bounded) until the count stops rising."""
+    deadline = time.monotonic() + wait_s
+    last = -1
+    while time.monotonic() < deadline:
+        n = count_exposures(engine)
+        if n >= expected or n == last:
+            return n
+        last = n
+        time.sleep(1.0)
+    return count_exposures(engine)
+
+
+class RssSampler:
+    """Peak RSS of the gateway process while a phase runs (sampled every 0.5 s)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.peak = 0.0
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, rss_mb(self.pid))
+
+
+def measure(url: str, pid: int, engine, rate: float, duration: float, users_file: Path,
+            limit: int) -> tuple[PhaseResult, int, float]:
+    before = count_exposures(engine)
+    sampler = RssSampler(pid)
+    cmd_done: list[PhaseResult] = []
+
+    def drive() -> None:
+        cmd_done.append(run_phase(url, rate, duration, users_file, limit))
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    while thread.is_alive():
+        sampler.sample()
+        thread.join(0.5)
+    result = cmd_done[0]
+    written = settled_exposures(engine, before + result.ok) - before
+    return result, written, sampler.peak
+
+
+def row(result: PhaseResult, written: int, peak_rss: float) -> str:
+    achieved = result.ok / result.elapsed_s if result.elapsed_s else 0.0
+    return (
+        f"{result.rate:>8.0f} {achieved:>9.1f} {result.percentile(0.50):>8.1f} "
+        f"{result.percentile(0.95):>8.1f} {result.percentile(0.99):>8.1f} {result.errors:>7d} "
+        f"{written:>7d}/{result.ok:<7d} {peak_rss:>8.0f}"
+    )
+
+
+HEADER = (
+    f"{'rate/s':>8} {'achieved':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} "
+    f"{'exposures/responses':>15} {'RSS MB':>8}"
+)
+
+
+def sustainable(result: PhaseResult, p99_limit_ms: float) -> bool:
+    achieved = result.ok / result.elapsed_s if result.elapsed_s else 0.0
+    return (
+        result.errors == 0
+        and achieved >= 0.95 * result.rate
+        and result.percentile(0.99) <= p99_limit_ms
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--rates", default="50,200,500", help="comma-separated req/s")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per rate")
+    parser.add_argument("--posts", type=int, default=7000)
+    parser.add_argument("--arms", choices=["popular", "trained"], default="popular")
+    parser.add_argument("--artifacts", help="existing artifacts dir (control/, test/) to reuse")
+    parser.add_argument("--db-url", help="existing populated database instead of a new world")
+    parser.add_argument("--limit", type=int, default=5, help="posts per request")
+    parser.add_argument("--no-ramp", action="store_true")
+    parser.add_argument("--ramp-start", type=float, default=250.0)
+    parser.add_argument("--ramp-max", type=float, default=2000.0)
+    parser.add_argument("--ramp-duration", type=float, default=8.0)
+    parser.add_argument("--ramp-p99-ms", type=float, default=500.0,
+                        help="a ramp step with p99 above this is not sustainable")
+    parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--users-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.loadgen:
+        loadgen_main(args)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="feedlab-bench-") as tmp:
+        workdir = Path(tmp)
+        env, config = prepare(args, workdir)
+        engine = make_engine(env["FEEDLAB_DATABASE_URL"])
+        with engine.connect() as conn:
+            user_ids = [int(u) for u in conn.execute(select(users.c.user_id)).scalars()]
+        users_file = workdir / "users.json"
+        users_file.write_text(json.dumps(user_ids or [1]))
+        port = free_port()
+        gateway = start_gateway(env, config, port, workdir / "gateway.log")
+        url = f"http://127.0.0.1:{port}"
+        try:
+            idle_rss = rss_mb(gateway.pid)
+            print(f"\ngateway pid {gateway.pid} on {url}: arms={args.arms}, "
+                  f"{args.posts} posts, {len(user_ids)} users, idle RSS {idle_rss:.0f} MB")
+            print(f"\nfixed rates, {args.duration:.0f} s each (latency from scheduled send time)")
+            print(HEADER)
+            for rate in (float(r) for r in args.rates.split(",")):
+                print(row(*measure(url, gateway.pid, engine, rate, args.duration, users_file,
+                                   args.limit)), flush=True)
+            if not args.no_ramp:
+                print(f"\nramp: {args.ramp_duration:.0f} s steps, x1.5, until errors, "
+                      f"<95% achieved or p99 > {args.ramp_p99_ms:.0f} ms")
+                print(HEADER)
+                best, rate = 0.0, args.ramp_start
+                while rate <= args.ramp_max:
+                    result, written, peak = measure(url, gateway.pid, engine, rate,
+                                                    args.ramp_duration, users_file, args.limit)
+                    print(row(result, written, peak), flush=True)
+                    if not sustainable(result, args.ramp_p99_ms):
+                        break
+                    best, rate = rate, rate * 1.5
+                print(f"\nhighest sustainable rate with zero errors: {best:.0f} req/s")
+        finally:
+            gateway.terminate()
+            try:
+                gateway.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

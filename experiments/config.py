@@ -1,0 +1,239 @@
+"""The schema of `experiments.yaml` and its loader.
+
+People edit this file, so every error names the field *and* the YAML line it sits on: the text
+is composed into a node tree first (PyYAML keeps a mark per node) and each pydantic error's
+location is mapped back to the nearest node that exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.registry import BASELINES
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "experiments.yaml"
+"""The live config `feedlab serve` and `feedlab assign` use unless given --config."""
+
+BUILTIN_MODELS = BASELINES
+"""Models that need no entry under `models:` (popular is also the cold-start/fallback model)."""
+
+DEFAULT_GROUP = "default"
+"""`exp_group` of a user outside every running experiment; no arm may use this name."""
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Arm(_Strict):
+    name: Name
+    model: Name
+    weight: Annotated[float, Field(gt=0)]
+
+
+class Experiment(_Strict):
+    name: Name
+    status: Literal["draft", "running", "stopped"]
+    salt: Annotated[str, Field(min_length=1)]
+    traffic: Annotated[float, Field(ge=0, le=100)]
+    arms: Annotated[list[Arm], Field(min_length=1)]
+
+
+class InprocessModel(_Strict):
+    backend: Literal["inprocess"]
+    artifact: str | None = None
+
+
+class HttpModel(_Strict):
+    backend: Literal["http"]
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    timeout_ms: Annotated[int, Field(gt=0, le=60_000)] = 150
+
+
+ModelSpec = Annotated[InprocessModel | HttpModel, Field(discriminator="backend")]
+
+
+class ExperimentsConfig(_Strict):
+    default_model: Name
+    experiments: list[Experiment] = []
+    models: dict[Name, ModelSpec] = {}
+
+    def model_spec(self, name: str) -> InprocessModel | HttpModel:
+        """The spec of a model; built-ins not listed under `models:` run in process."""
+        return self.models.get(name) or InprocessModel(backend="inprocess")
+
+    def model_names(self) -> set[str]:
+        """Every model a running experiment or the default can route to."""
+        names = {self.default_model}
+        for exp in self.experiments:
+            if exp.status == "running":
+                names.update(arm.model for arm in exp.arms)
+        return names
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in the file: dotted field path, 1-based line (None if unknown), message."""
+
+    field: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line else "line ?"
+        return f"{where}: {self.field or '<file>'}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """The file is invalid; `issues` lists every problem found, each with field and line."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]):
+        self.source = source
+        self.issues = issues
+        super().__init__(f"{source}: invalid experiments config\n" + "\n".join(map(str, issues)))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config with the text it came from and its version (a content hash)."""
+
+    config: ExperimentsConfig
+    text: str
+    version: str
+    source: str
+    lines: dict[tuple, int]
+
+    def issue(self, loc: tuple, message: str) -> ConfigIssue:
+        """An issue about field `loc` of this file, with its line (for checks made later,
+        e.g. a model that fails to load)."""
+        return ConfigIssue(_dotted(loc), _line_of(loc, self.lines), message)
+
+
+def config_version(config: ExperimentsConfig) -> str:
+    """Hash of the validated content: comment or layout edits keep the version (and phase);
+    any change of salt, weights, traffic, status, arms or models makes a new one."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigIssue("", None, f"cannot read file: {exc}")]) from exc
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, source: str = "<string>") -> LoadedConfig:
+    """Validate `text`; raise ConfigError listing every problem with its field and line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError(source, [ConfigIssue("", line, f"YAML syntax: {exc.problem}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [ConfigIssue("", None, f"YAML: {exc}")]) from exc
+    lines: dict[tuple, int] = {}
+    issues: list[ConfigIssue] = []
+    if root is not None:
+        _index_lines(root, (), lines, issues)
+    if not isinstance(data, dict):
+        issues.append(ConfigIssue("", 1, "the file must be a mapping with default_model, ..."))
+        raise ConfigError(source, issues)
+    try:
+        config = ExperimentsConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _strip_union_tags(tuple(err["loc"]), data)
+            issues.append(ConfigIssue(_dotted(loc), _line_of(loc, lines), err["msg"]))
+        raise ConfigError(source, issues) from None
+    issues.extend(_cross_checks(config, lines))
+    if issues:
+        raise ConfigError(source, issues)
+    return LoadedConfig(config, text, config_version(config), source, lines)
+
+
+def _cross_checks(config: ExperimentsConfig, lines: dict[tuple, int]) -> list[ConfigIssue]:
+    """Rules that span fields: names unique, every referenced model declared."""
+    issues: list[ConfigIssue] = []
+
+    def add(loc: tuple, message: str) -> None:
+        issues.append(ConfigIssue(_dotted(loc), _line_of(loc, lines), message))
+
+    known = set(config.models) | set(BUILTIN_MODELS)
+    if config.default_model not in known:
+        add(("default_model",), f"model {config.default_model!r} is not declared under models")
+    seen_exp: set[str] = set()
+    for i, exp in enumerate(config.experiments):
+        if exp.name in seen_exp:
+            add(("experiments", i, "name"), f"duplicate experiment name {exp.name!r}")
+        seen_exp.add(exp.name)
+        seen_arm: set[str] = set()
+        for j, arm in enumerate(exp.arms):
+            loc = ("experiments", i, "arms", j)
+            if arm.name == DEFAULT_GROUP:
+                add((*loc, "name"), f"arm name {DEFAULT_GROUP!r} is reserved for non-participants")
+            if arm.name in seen_arm:
+                add((*loc, "name"), f"duplicate arm name {arm.name!r}")
+            seen_arm.add(arm.name)
+            if arm.model not in known:
+                add((*loc, "model"), f"model {arm.model!r} is not declared under models")
+    return issues
+
+
+def _index_lines(node: yaml.Node, path: tuple, out: dict[tuple, int], issues: list) -> None:
+    """Record the 1-based line of every node by its path; flag duplicate mapping keys, which
+    PyYAML would otherwise silently resolve to the last one."""
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                issues.append(
+                    ConfigIssue(
+                        _dotted((*path, key)), key_node.start_mark.line + 1, "duplicate key"
+                    )
+                )
+            seen.add(key)
+            _index_lines(value_node, (*path, key), out, issues)
+            out[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, (*path, i), out, issues)
+
+
+def _strip_union_tags(loc: tuple, data: dict) -> tuple:
+    """Drop the discriminator tag pydantic inserts into union locations (models.x.http.url)."""
+    if len(loc) >= 3 and loc[0] == "models" and loc[2] in ("inprocess", "http"):
+        spec = data.get("models", {}).get(loc[1]) if isinstance(data.get("models"), dict) else None
+        if not (isinstance(spec, dict) and loc[2] in spec):
+            return (*loc[:2], *loc[3:])
+    return loc
+
+
+def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        line = lines.get(tuple(loc[:end]))
+        if line is not None:
+            return line
+    return None
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,248 @@
+"""The gateway FastAPI app. Routes stay thin: validation is in `schemas`, the work in
+`recommend`, `feed` and `runtime`; state is loaded once in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+from experiments.config import ConfigError
+from gateway.exposures import ConfigRecord
+from gateway.feed import apply_events, store_events
+from gateway.recommend import serve
+from gateway.schemas import (
+    MAX_ID,
+    AdminConfigOut,
+    ConfigErrorOut,
+    FeedBody,
+    FeedOut,
+    HealthOut,
+    ModelHealth,
+    RecommendationsOut,
+    ReloadOut,
+    naive_utc,
+)
+from gateway.settings import Settings
+from gateway.state import GatewayState
+
+log = logging.getLogger("feedlab.gateway")
+
+_bearer = HTTPBearer(auto_error=False, description="FEEDLAB_ADMIN_TOKEN")
+
+
+def get_state(request: Request) -> GatewayState:
+    return request.app.state.gateway
+
+
+State = Annotated[GatewayState, Depends(get_state)]
+
+
+def require_admin(
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """403 when FEEDLAB_ADMIN_TOKEN is unset (admin disabled), 401 on a missing/wrong token."""
+    token = state.settings.admin_token
+    if not token:
+        raise HTTPException(403, "admin endpoints disabled: FEEDLAB_ADMIN_TOKEN is not set")
+    given = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(
+            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway app for `settings` (default: from the environment)."""
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await asyncio.to_thread(GatewayState.load, settings)
+        state.exposure_log.start()
+        stop = asyncio.Event()
+        watcher: asyncio.Task | None = None
+        try:
+            state.holder.on_new_config = lambda loaded, at: _config_loaded(state, loaded, at)
+            await state.holder.reload("start-up")
+            app.state.gateway = state
+            if settings.watch_config:
+                watcher = asyncio.create_task(state.holder.watch(stop))
+            yield
+        finally:
+            stop.set()
+            if watcher is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(watcher, 5)
+            await state.holder.aclose()
+            await asyncio.to_thread(state.exposure_log.close)
+            state.engine.dispose()
+
+    app = FastAPI(
+        title="feedlab gateway",
+        description="A/B experiment gateway for feed recommenders (see DESIGN.md).",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.get(
+        "/post/recommendations/",
+        response_model=RecommendationsOut,
+        responses={422: {"description": "A parameter is invalid; `message` names it."}},
+    )
+    async def recommendations(
+        state: State,
+        id: Annotated[int, Query(ge=0, le=MAX_ID, description="user id")],
+        time: Annotated[
+            datetime | None, Query(description="ISO datetime the feed is built for; now if unset")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 5,
+    ) -> Response:
+        """Posts for user `id` from the arm the user is assigned to."""
+        at = _request_time(time)
+        served = await serve(state, id, at, limit)
+        return Response(
+            served.body,
+            media_type="application/json",
+            headers={"X-Request-ID": served.request_id},
+        )
+
+    @app.post("/feed", response_model=FeedOut)
+    async def post_feed(state: State, body: FeedBody) -> FeedOut:
+        """Views and likes (one or a list); a repeated `event_id` is accepted, stored once."""
+        events = body if isinstance(body, list) else [body]
+        try:
+            new = await asyncio.to_thread(store_events, state.engine, events)
+        except SQLAlchemyError as exc:
+            log.error("POST /feed: database error: %s", exc)
+            raise HTTPException(
+                503, "database unavailable, retry (events are idempotent)"
+            ) from None
+        await apply_events(state, new)
+        state.metrics.feed_events.labels("stored").inc(len(new))
+        state.metrics.feed_events.labels("duplicate").inc(len(events) - len(new))
+        return FeedOut(received=len(events), stored=len(new), duplicates=len(events) - len(new))
+
+    @app.get("/health", response_model=HealthOut)
+    async def health(state: State) -> HealthOut:
+        """Liveness and what is loaded."""
+        runtime = state.holder.current
+        return HealthOut(
+            status="ok",
+            config_version=runtime.version,
+            config_path=str(state.holder.path),
+            models={
+                name: ModelHealth(backend=b.kind, version=b.version)
+                for name, b in runtime.backends.items()
+            },
+            posts=len(state.posts),
+            history_events=len(state.history),
+            exposure_queue_depth=state.exposure_log.depth(),
+            exposure_spool_files=state.exposure_log.pending_spool(),
+        )
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics(state: State) -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", response_model=ReloadOut, dependencies=[Depends(require_admin)])
+    async def admin_reload(state: State) -> JSONResponse | ReloadOut:
+        """Reload the experiments file now; an invalid file is refused (422), config kept."""
+        before = state.holder.current.version
+        try:
+            runtime = await state.holder.reload("POST /admin/reload")
+        except ConfigError as exc:
+            state.metrics.reloads.labels("refused").inc()
+            out = ReloadOut(
+                status="refused",
+                config_version=before,
+                changed=False,
+                error=_error_out(exc, state.holder.last_error_at),
+            )
+            return JSONResponse(out.model_dump(mode="json"), status_code=422)
+        state.metrics.reloads.labels("ok").inc()
+        return ReloadOut(
+            status="ok", config_version=runtime.version, changed=runtime.version != before
+        )
+
+    @app.get("/admin/config", response_model=AdminConfigOut, dependencies=[Depends(require_admin)])
+    async def admin_config(state: State) -> AdminConfigOut:
+        """The config in force, every version this process served, and the last refusal."""
+        holder = state.holder
+        runtime = holder.current
+        return AdminConfigOut(
+            config_version=runtime.version,
+            config_path=str(holder.path),
+            loaded_at=runtime.loaded_at,
+            yaml=runtime.loaded.text,
+            config=runtime.loaded.config.model_dump(mode="json"),
+            versions=holder.versions,
+            last_error=_error_out(holder.last_error, holder.last_error_at),
+        )
+
+    return app
+
+
+def _config_loaded(state: GatewayState, loaded, at: datetime) -> None:
+    """Store every config served under in `experiment_configs` (through the exposure log, so
+    it survives a database outage) and expose its version as a metric."""
+    state.exposure_log.submit(ConfigRecord(loaded.version, at, loaded.text))
+    state.metrics.set_config_version(loaded.version)
+
+
+def _request_time(time: datetime | None) -> datetime:
+    from gateway.runtime import utcnow
+
+    if time is None:
+        return utcnow()
+    try:
+        return naive_utc(time)
+    except OverflowError:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "time"),
+                    "msg": "time out of range after UTC conversion",
+                    "type": "value_error",
+                    "input": time.isoformat(),
+                }
+            ]
+        ) from None
+
+
+def _error_out(exc: ConfigError | None, at: datetime | None) -> ConfigErrorOut | None:
+    if exc is None:
+        return None
+    return ConfigErrorOut(
+        at=at,
+        message=str(exc),
+        issues=[{"field": i.field, "line": i.line, "message": i.message} for i in exc.issues],
+    )
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 plus a `message` that names each bad parameter."""
+    errors = exc.errors()
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body")]
+        parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg')}")
+    state = getattr(request.app.state, "gateway", None)
+    if state is not None:
+        state.metrics.bad_requests.labels(request.url.path).inc()
+    detail = [{k: v for k, v in e.items() if k != "ctx" and k != "input"} for e in errors]
+    return JSONResponse({"message": "; ".join(parts), "detail": detail}, status_code=422)

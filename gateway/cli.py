@@ -1,0 +1,57 @@
+"""`feedlab serve` (the gateway) and `feedlab serve-model` (one model as an HTTP service)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("serve-model")(serve_model)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    config: Path = typer.Option(
+        None, "--config", help="Experiments YAML (default: experiments/experiments.yaml)."
+    ),
+    spool_dir: Path = typer.Option(
+        None, "--spool-dir", help="Exposure spool while the DB is down (default: ./spool)."
+    ),
+    no_watch: bool = typer.Option(False, "--no-watch", help="Reload only on /admin/reload."),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Run the gateway on $FEEDLAB_DATABASE_URL (admin endpoints need $FEEDLAB_ADMIN_TOKEN)."""
+    import uvicorn
+
+    from experiments.config import ConfigError, load_config
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    settings = Settings.from_env(config_path=config, spool_dir=spool_dir)
+    if no_watch:
+        settings = settings.model_copy(update={"watch_config": False})
+    try:
+        load_config(settings.config_path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+def serve_model(
+    name: str = typer.Argument(..., help="Model name: popular | control | test | ..."),
+    port: int = typer.Option(8100, "--port", help="TCP port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    artifact: Path = typer.Option(None, "--artifact", help="Artifact folder of the model."),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Serve one model over HTTP (GET /recommend, POST /events, GET /health)."""
+    import uvicorn
+
+    from models.service import create_service_app
+
+    uvicorn.run(create_service_app(name, artifact), host=host, port=port, log_level=log_level)

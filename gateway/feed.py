@@ -1,0 +1,56 @@
+"""`POST /feed`: store views and likes once (by event id) and make them count immediately."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import Engine
+
+from gateway.dbutil import insert_ignore
+from gateway.schemas import FeedEventIn
+from gateway.state import GatewayState
+from models.base import Event
+from storage.schema import feed
+
+
+def store_events(engine: Engine, events: list[FeedEventIn]) -> list[FeedEventIn]:
+    """Insert the events not stored yet; return those that are new (in input order)."""
+    unique: dict[str, FeedEventIn] = {}
+    for e in events:
+        unique.setdefault(e.key(), e)
+    rows = [
+        {
+            "event_id": key,
+            "timestamp": e.timestamp,
+            "user_id": e.user_id,
+            "post_id": e.post_id,
+            "action": e.action,
+            "target": e.target,
+        }
+        for key, e in unique.items()
+    ]
+    with engine.begin() as conn:
+        result = insert_ignore(conn, feed, rows, ["event_id"], returning=True)
+        new_keys = {row[0] for row in result}
+    return [e for key, e in unique.items() if key in new_keys]
+
+
+_forwarding: set[asyncio.Task] = set()
+
+
+async def apply_events(state: GatewayState, new: list[FeedEventIn]) -> None:
+    """Put stored events into the shared History (so a like is excluded from the very next
+    list), tell in-process models, and forward to model services (which own their History)."""
+    if not new:
+        return
+    events = [Event(e.timestamp, e.user_id, e.post_id, e.action) for e in new]
+    state.history.add(events)
+    runtime = state.holder.current
+    backends = {id(b): b for b in (state.popular, *runtime.backends.values())}
+    for backend in backends.values():
+        if backend.kind == "inprocess":
+            await backend.observe(events)
+        else:
+            task = asyncio.create_task(backend.observe(events))
+            _forwarding.add(task)
+            task.add_done_callback(_forwarding.discard)

@@ -1,0 +1,39 @@
+"""Gateway settings: what `feedlab serve` reads from flags and the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from experiments.config import DEFAULT_CONFIG
+
+
+class Settings(BaseModel):
+    """Everything `create_app` needs; `from_env` fills the defaults a deployment sets."""
+
+    database_url: str | None = None
+    """None: $FEEDLAB_DATABASE_URL, else the SQLite default (storage.engine)."""
+    config_path: Path = DEFAULT_CONFIG
+    admin_token: str | None = None
+    """None or empty: the /admin endpoints answer 403 "disabled"."""
+    spool_dir: Path = Path("spool")
+    """Where exposures go while the database is unreachable (replayed when it returns)."""
+    watch_config: bool = True
+    exposure_flush_interval: float = Field(0.1, gt=0)
+    exposure_batch_size: int = Field(500, gt=0)
+    exposure_queue_size: int = Field(100_000, gt=0)
+    db_retry_interval: float = Field(1.0, gt=0)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = {
+            "database_url": os.environ.get("FEEDLAB_DATABASE_URL"),
+            "admin_token": os.environ.get("FEEDLAB_ADMIN_TOKEN") or None,
+            "spool_dir": os.environ.get("FEEDLAB_SPOOL_DIR") or "spool",
+        }
+        if os.environ.get("FEEDLAB_EXPERIMENTS"):
+            env["config_path"] = os.environ["FEEDLAB_EXPERIMENTS"]
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(env)

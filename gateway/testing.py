@@ -1,0 +1,211 @@
+"""Support for end-to-end tests and benchmarks of the gateway: a real uvicorn server on a
+free loopback port (in a thread or a `feedlab serve` subprocess), a tiny seeded world, and a
+loopback TCP proxy that can sever and restore the database connection without touching the
+real database server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import Engine, insert
+
+from storage.schema import feed, posts, users
+
+T0 = datetime(2024, 1, 1)
+TOPICS = ("news", "sport", "movie", "tech")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed_world(engine: Engine, n_users: int = 10, n_posts: int = 30) -> None:
+    """Users 1..n_users, posts 1..n_posts, and likes/views in January 2024 that make lower
+    post ids more popular. User 1 liked posts 1-3 (so they must never be served to user 1
+    after that)."""
+    rows = []
+    for u in range(1, n_users + 1):
+        for k in range(1, 1 + (n_posts // 3)):
+            post = 1 + ((u + k * k) % n_posts) if u != 1 else k
+            action = "like" if (u == 1 and k <= 3) or (u + k) % 3 == 0 else "view"
+            ts = T0 + timedelta(hours=u * 7 + k)
+            rows.append({"timestamp": ts, "user_id": u, "post_id": post, "action": action})
+    with engine.begin() as conn:
+        conn.execute(insert(users), [{"user_id": u, "age": 20 + u} for u in range(1, n_users + 1)])
+        conn.execute(
+            insert(posts),
+            [
+                {"post_id": p, "text": f"post number {p}", "topic": TOPICS[p % len(TOPICS)]}
+                for p in range(1, n_posts + 1)
+            ],
+        )
+        conn.execute(insert(feed), rows)
+
+
+def write_config(path: Path, salt: str = "s1", traffic: float = 100, **models: str) -> Path:
+    """A config with one running 50/50 experiment; arms use `popular` unless given."""
+    control = models.get("control", "popular")
+    test = models.get("test", "popular")
+    extra = models.get("models", "")
+    path.write_text(
+        f"""default_model: popular
+experiments:
+  - name: exp1
+    status: running
+    salt: "{salt}"
+    traffic: {traffic}
+    arms:
+      - {{name: control, model: {control}, weight: 50}}
+      - {{name: test, model: {test}, weight: 50}}
+models:
+  popular: {{backend: inprocess}}
+{extra}"""
+    )
+    return path
+
+
+class ServerThread:
+    """A uvicorn server for `app` in a background thread on 127.0.0.1."""
+
+    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start (see log)")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@contextlib.contextmanager
+def serve_subprocess(
+    args: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 60
+) -> Iterator[subprocess.Popen]:
+    """Run `feedlab <args>` as a child process and wait until its /health answers."""
+    full_env = {**os.environ, **env}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "feedlab", *args], env=full_env, stdout=out, stderr=out
+        )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout, log)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{log.read_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not healthy after {timeout}s:\n{log.read_text()}")
+
+
+class TcpProxy:
+    """Loopback TCP proxy to `upstream`; `sever()` drops every connection and refuses new
+    ones (the database looks unreachable), `restore()` listens again on the same port."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        self._accept_thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._accept_thread.start()
+
+    def sever(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        if self._accept_thread is not None:
+            self._accept_thread.join(5)
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            c.close()
+
+    close = sever
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, server]
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        peers = {a: b, b: a}
+        try:
+            while True:
+                ready, _, _ = select.select([a, b], [], [], 1.0)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    peers[s].sendall(data)
+        except (OSError, ValueError):
+            return
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()

@@ -1,0 +1,137 @@
+"""Candidate generation: a few hundred posts per request so that ranking stays within budget.
+
+Sources: recent popularity, all-time popularity and item-item co-visitation of likes (cosine of
+the users × posts like matrix before a cutoff, top neighbours per post). Co-visitation scores
+are also a ranking feature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+from models.features import PostStats, UserState
+from models.history import History, IdIndex
+
+
+class CoVisitation:
+    """Post × post cosine similarity of likes before a cutoff, by catalog position."""
+
+    def __init__(self, similarity: sparse.csr_matrix) -> None:
+        self.similarity = similarity.tocsr().astype(np.float32)
+
+    @classmethod
+    def fit(
+        cls, history: History, at: datetime, catalog_ids: np.ndarray, neighbours: int = 50
+    ) -> CoVisitation:
+        """From likes strictly before `at`; keeps each post's `neighbours` most similar posts."""
+        likes = history.interaction_matrix(at, likes=True)
+        likes.data[:] = 1.0
+        hist_pos = history.posts.lookup(catalog_ids)
+        n = len(catalog_ids)
+        # catalog columns only (posts outside the catalog cannot be recommended)
+        to_catalog = sparse.csr_matrix(
+            (np.ones(int((hist_pos >= 0).sum()), np.float32),
+             (hist_pos[hist_pos >= 0], np.flatnonzero(hist_pos >= 0))),
+            shape=(likes.shape[1], n),
+        )  # fmt: skip
+        x = (likes @ to_catalog).tocsc()
+        co = (x.T @ x).tocsr()
+        norms = np.sqrt(co.diagonal()).astype(np.float32)
+        co.setdiag(0)
+        co.eliminate_zeros()
+        co = co.tocoo()
+        values = co.data / (norms[co.row] * norms[co.col])
+        sim = sparse.csr_matrix((values.astype(np.float32), (co.row, co.col)), shape=(n, n))
+        return cls(_top_per_row(sim, neighbours))
+
+    def scores(self, liked: np.ndarray) -> np.ndarray:
+        """Catalog-wide score: summed similarity to the posts in `liked` (catalog positions)."""
+        n = self.similarity.shape[0]
+        if len(liked) == 0:
+            return np.zeros(n, np.float32)
+        return np.asarray(self.similarity[liked].sum(axis=0)).ravel()
+
+    def save(self, path: Path) -> None:
+        sparse.save_npz(path, self.similarity)
+
+    @classmethod
+    def load(cls, path: Path) -> CoVisitation:
+        return cls(sparse.load_npz(path))
+
+    def reindexed(self, old_ids: np.ndarray, new_ids: np.ndarray) -> CoVisitation:
+        """The same similarities over another catalog (posts missing from `old_ids` get no
+        neighbours; posts missing from `new_ids` are dropped)."""
+        if np.array_equal(old_ids, new_ids):
+            return self
+        index = IdIndex()
+        index.add(new_ids)
+        where = index.lookup(old_ids)
+        co = self.similarity.tocoo()
+        rows, cols = where[co.row], where[co.col]
+        keep = (rows >= 0) & (cols >= 0)
+        n = len(new_ids)
+        return CoVisitation(
+            sparse.csr_matrix((co.data[keep], (rows[keep], cols[keep])), shape=(n, n))
+        )
+
+
+def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    rows, cols, vals = [], [], []
+    for i in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
+        if hi == lo:
+            continue
+        data, idx = matrix.data[lo:hi], matrix.indices[lo:hi]
+        keep = np.argsort(-data)[:k] if hi - lo > k else slice(None)
+        rows.append(np.full(len(data[keep]), i))
+        cols.append(idx[keep])
+        vals.append(data[keep])
+    if not rows:
+        return sparse.csr_matrix(matrix.shape, dtype=np.float32)
+    return sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=matrix.shape
+    )
+
+
+@dataclass
+class CandidateConfig:
+    recent: int = 150
+    all_time: int = 50
+    covisit: int = 150
+
+
+def top_positions(score: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
+    """Positions of the `k` highest scores among `allowed` (bool mask), best first."""
+    masked = np.where(allowed, score, -np.inf)
+    k = min(k, int(allowed.sum()))
+    if k <= 0:
+        return np.empty(0, np.int64)
+    top = np.argpartition(-masked, k - 1)[:k]
+    return top[np.argsort(-masked[top], kind="stable")]
+
+
+def generate(
+    stats: PostStats,
+    covisit_scores: np.ndarray,
+    user: UserState,
+    excluded: np.ndarray,
+    config: CandidateConfig,
+) -> np.ndarray:
+    """Unique candidate positions (catalog), never in `excluded` (bool mask)."""
+    allowed = ~excluded
+    all_time = stats.likes["all"] + stats.views["all"] / (stats.views["all"].max(initial=0) + 1)
+    recent = stats.likes["30d"] + all_time / (all_time.max(initial=0) + 1)
+    parts = [
+        top_positions(recent, config.recent, allowed),
+        top_positions(all_time, config.all_time, allowed),
+    ]
+    if len(user.liked):
+        parts.append(top_positions(covisit_scores, config.covisit, allowed & (covisit_scores > 0)))
+    merged = np.concatenate(parts)
+    _, first = np.unique(merged, return_index=True)
+    return merged[np.sort(first)]

@@ -1,0 +1,344 @@
+"""Point-in-time ranking features for (user, candidate posts, at), shared by both arms.
+
+Everything is computed from a `History` strictly before `at` plus static post/user metadata
+indexed once into arrays, so one code path serves training (many cutoffs) and requests (one
+`at` each) without pandas. A `FeatureBuilder` yields a float32 matrix with named columns; an
+arm adds its own columns by passing `extra_blocks`: callables `(Request) -> {name: array}`
+with one value per candidate (e.g. the test arm's embedding similarity).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from models.catalog import PostCatalog, UserProfiles
+from models.history import History, to_us
+
+DAY_US = 86_400 * 1_000_000
+WINDOWS = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+RECENT_LIKES = 50  # a user's taste is read from their latest likes
+
+
+class TextSVD:
+    """TF-IDF → truncated SVD of post texts: dense, L2-normalised text vectors."""
+
+    def __init__(self, dim: int = 32, seed: int = 0) -> None:
+        self.dim = dim
+        self.seed = seed
+        self._tfidf = None
+        self._svd = None
+
+    def fit(self, texts: Sequence[str]) -> TextSVD:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._tfidf = TfidfVectorizer(min_df=2, max_features=50_000, sublinear_tf=True)
+        matrix = self._tfidf.fit_transform(texts)
+        dim = max(1, min(self.dim, matrix.shape[1] - 1, matrix.shape[0] - 1))
+        self._svd = TruncatedSVD(dim, random_state=self.seed).fit(matrix)
+        return self
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        if self._tfidf is None or self._svd is None:
+            raise RuntimeError("TextSVD: fit it before transform")
+        vectors = self._svd.transform(self._tfidf.transform(texts)).astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1)
+
+    def save(self, path: Path) -> None:
+        path.write_bytes(pickle.dumps(self))
+
+    @staticmethod
+    def load(path: Path) -> TextSVD:
+        """Only for artifacts this project wrote (pickle)."""
+        return pickle.loads(path.read_bytes())
+
+
+@dataclass
+class PostTable:
+    """Static post attributes by catalog position."""
+
+    catalog: PostCatalog
+    topic_vocab: list[str]
+    topic: np.ndarray  # int32 code, -1 unknown
+    text_vectors: np.ndarray  # (n, d) float32, unit length (0 for empty texts)
+    text_len: np.ndarray  # words
+
+    @classmethod
+    def build(
+        cls, catalog: PostCatalog, text_model: TextSVD, topic_vocab: Sequence[str] | None = None
+    ) -> PostTable:
+        vocab = (
+            sorted({t for t in catalog.topics if t}) if topic_vocab is None else list(topic_vocab)
+        )
+        codes = {t: i for i, t in enumerate(vocab)}
+        topic = np.array([codes.get(t, -1) for t in catalog.topics], np.int32)
+        return cls(
+            catalog=catalog,
+            topic_vocab=vocab,
+            topic=topic,
+            text_vectors=text_model.transform(catalog.texts),
+            text_len=np.array([len(t.split()) for t in catalog.texts], np.float32),
+        )
+
+    def __len__(self) -> int:
+        return len(self.catalog)
+
+
+@dataclass
+class PostStats:
+    """View/like counts by catalog position before `at`, overall and per recent window."""
+
+    views: dict[str, np.ndarray]
+    likes: dict[str, np.ndarray]
+    rank_30d: np.ndarray  # 0 = most liked in the last 30 days
+
+    @classmethod
+    def at(cls, history: History, positions: np.ndarray, at: datetime) -> PostStats:
+        """`positions`: history position of each catalog post (-1 when it has no events)."""
+        valid = positions >= 0
+        safe = positions.clip(0)
+
+        def align(counts: np.ndarray) -> np.ndarray:
+            return np.where(valid, counts[:, safe], 0).astype(np.float32)
+
+        now = align(history.cumulative_counts(at))
+        views, likes = {"all": now[0]}, {"all": now[1]}
+        for name, width in WINDOWS.items():
+            recent = now - align(history.cumulative_counts(at - width))
+            views[name], likes[name] = recent[0], recent[1]
+        rank = np.empty(len(positions), np.float32)
+        rank[np.argsort(-likes["30d"], kind="stable")] = np.arange(len(positions))
+        return cls(views, likes, rank)
+
+
+@dataclass
+class UserState:
+    """One user's events before `at`, with posts as catalog positions (-1: not in catalog)."""
+
+    user_id: int
+    at_us: int
+    ts: np.ndarray
+    positions: np.ndarray
+    is_like: np.ndarray
+
+    @property
+    def liked(self) -> np.ndarray:
+        """Catalog positions liked, in time order (unknown posts dropped)."""
+        p = self.positions[self.is_like]
+        return p[p >= 0]
+
+    @property
+    def recent_liked(self) -> np.ndarray:
+        return self.liked[-RECENT_LIKES:]
+
+    def seen_mask(self, n_posts: int) -> np.ndarray:
+        mask = np.zeros(n_posts, bool)
+        p = self.positions
+        mask[p[p >= 0]] = True
+        return mask
+
+
+@dataclass
+class Request:
+    """Everything known for one scoring call; feature blocks read from it."""
+
+    at: datetime
+    user: UserState
+    stats: PostStats
+    candidates: np.ndarray  # catalog positions
+    posts: PostTable
+    profile: tuple[dict[str, float], dict[str, str]]
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # catalog-wide, e.g. co-visits
+
+
+FeatureBlock = Callable[[Request], dict[str, np.ndarray]]
+
+
+def _rate(num: np.ndarray | float, den: np.ndarray | float, prior: float = 0.5, weight: float = 2):
+    """Like-rate shrunk towards `prior` so that 1 like out of 1 view is not 100%."""
+    return (np.asarray(num) + prior * weight) / (np.asarray(den) + weight)
+
+
+def post_block(req: Request) -> dict[str, np.ndarray]:
+    c = req.candidates
+    v, lk = req.stats.views, req.stats.likes
+    out = {}
+    for name in ("all", *WINDOWS):
+        out[f"post_views_{name}"] = v[name][c]
+        out[f"post_likes_{name}"] = lk[name][c]
+    out["post_like_rate_all"] = _rate(lk["all"][c], v["all"][c])
+    out["post_like_rate_30d"] = _rate(lk["30d"][c], v["30d"][c])
+    out["post_recent_share"] = lk["30d"][c] / (lk["all"][c] + 1)
+    out["post_trend_7d_30d"] = lk["7d"][c] / (lk["30d"][c] + 1)
+    out["post_rank_30d"] = req.stats.rank_30d[c]
+    out["post_topic"] = req.posts.topic[c].astype(np.float32)
+    out["post_text_len"] = req.posts.text_len[c]
+    return out
+
+
+def user_block(req: Request) -> dict[str, np.ndarray]:
+    u = req.user
+    n = len(req.candidates)
+    n_likes = float(u.is_like.sum())
+    n_views = float(len(u.is_like) - n_likes)
+    week = u.ts >= u.at_us - 7 * DAY_US
+    values = {
+        "user_views": n_views,
+        "user_likes": n_likes,
+        "user_like_rate": float(_rate(n_likes, n_views)),
+        "user_events_7d": float(week.sum()),
+        "user_days_active": (u.at_us - u.ts[0]) / DAY_US if len(u.ts) else -1.0,
+        "user_days_since_last": (u.at_us - u.ts[-1]) / DAY_US if len(u.ts) else -1.0,
+    }
+    return {k: np.full(n, v, np.float32) for k, v in values.items()}
+
+
+def affinity_block(req: Request) -> dict[str, np.ndarray]:
+    """User × topic affinity and text similarity to what the user liked."""
+    posts, c, u = req.posts, req.candidates, req.user
+    n_topics = len(posts.topic_vocab) + 1  # last slot: unknown topic
+    liked_topics = np.bincount(posts.topic[u.liked], minlength=n_topics)
+    seen = u.positions[u.positions >= 0]
+    seen_topics = np.bincount(posts.topic[seen], minlength=n_topics)
+    cand_topic = posts.topic[c]
+    topic_likes = liked_topics[cand_topic].astype(np.float32)
+    out = {
+        "user_topic_likes": topic_likes,
+        "user_topic_share": topic_likes / max(1, len(u.liked)),
+        "user_topic_like_rate": _rate(topic_likes, seen_topics[cand_topic], weight=5).astype(
+            np.float32
+        ),
+    }
+    recent = u.recent_liked
+    if len(recent) and posts.text_vectors.shape[1]:
+        taste = posts.text_vectors[recent].mean(axis=0)
+        taste /= max(float(np.linalg.norm(taste)), 1e-9)
+        out["user_text_sim"] = posts.text_vectors[c] @ taste
+    else:
+        out["user_text_sim"] = np.zeros(len(c), np.float32)
+    return out
+
+
+def context_block(req: Request) -> dict[str, np.ndarray]:
+    n = len(req.candidates)
+    return {
+        "hour": np.full(n, req.at.hour + req.at.minute / 60, np.float32),
+        "weekday": np.full(n, req.at.weekday(), np.float32),
+    }
+
+
+def scores_block(req: Request) -> dict[str, np.ndarray]:
+    """Catalog-wide scores computed upstream (e.g. co-visitation), read at the candidates."""
+    return {f"score_{k}": v[req.candidates].astype(np.float32) for k, v in req.scores.items()}
+
+
+@dataclass
+class ProfileEncoder:
+    """User profile columns as numbers: numeric as is, categoricals as codes fixed at training
+    (unseen values → -1), so CatBoost can take a plain float matrix."""
+
+    numeric: list[str]
+    categorical: dict[str, list[str]]
+
+    @classmethod
+    def fit(cls, profiles: UserProfiles, max_levels: int = 200) -> ProfileEncoder:
+        cats = {}
+        for k, values in profiles.categorical.items():
+            levels, counts = np.unique(values.astype(str), return_counts=True)
+            cats[k] = levels[np.argsort(-counts, kind="stable")][:max_levels].tolist()
+        return cls(sorted(profiles.numeric), cats)
+
+    def block(self, req: Request) -> dict[str, np.ndarray]:
+        numeric, categorical = req.profile
+        n = len(req.candidates)
+        out = {f"profile_{k}": np.full(n, numeric.get(k, np.nan), np.float32) for k in self.numeric}
+        for k, levels in self.categorical.items():
+            value = categorical.get(k, "")
+            code = levels.index(value) if value in levels else -1
+            out[f"profile_{k}"] = np.full(n, code, np.float32)
+        return out
+
+
+class FeatureBuilder:
+    """Builds the feature matrix of (user, candidates, at) from a History and static tables."""
+
+    def __init__(
+        self,
+        history: History,
+        posts: PostTable,
+        profiles: UserProfiles | None = None,
+        encoder: ProfileEncoder | None = None,
+        extra_blocks: Sequence[FeatureBlock] = (),
+    ) -> None:
+        self.history = history
+        self.posts = posts
+        self.profiles = profiles or UserProfiles.empty()
+        self.encoder = encoder or ProfileEncoder.fit(self.profiles)
+        self.blocks: list[FeatureBlock] = [
+            post_block,
+            user_block,
+            affinity_block,
+            context_block,
+            scores_block,
+            self.encoder.block,
+            *extra_blocks,
+        ]
+        self._positions: np.ndarray | None = None
+        self._positions_known = -1
+        self._stats_cache: tuple[int, PostStats] | None = None
+
+    def history_positions(self) -> np.ndarray:
+        """History position of each catalog post, refreshed when new posts enter the history."""
+        if self._positions is None or self._positions_known != len(self.history.posts):
+            self._positions_known = len(self.history.posts)
+            self._positions = self.history.posts.lookup(self.posts.catalog.post_ids)
+        return self._positions
+
+    def stats(self, at: datetime) -> PostStats:
+        """Post stats at `at` (cached for repeated calls at the same instant, e.g. training)."""
+        key = to_us(at)
+        if self._stats_cache is None or self._stats_cache[0] != key:
+            self._stats_cache = (key, PostStats.at(self.history, self.history_positions(), at))
+        return self._stats_cache[1]
+
+    def user_state(self, user_id: int, at: datetime) -> UserState:
+        ts, post_ids, is_like = self.history.user_events_before(user_id, at)
+        return UserState(
+            user_id, to_us(at), ts, self.posts.catalog.index.lookup(post_ids), is_like
+        )
+
+    def request(
+        self,
+        user_id: int,
+        at: datetime,
+        candidates: np.ndarray | None = None,
+        scores: dict[str, np.ndarray] | None = None,
+        user: UserState | None = None,
+    ) -> Request:
+        return Request(
+            at=at,
+            user=user or self.user_state(user_id, at),
+            stats=self.stats(at),
+            candidates=np.empty(0, np.int64) if candidates is None else candidates,
+            posts=self.posts,
+            profile=self.profiles.row(user_id),
+            scores=scores or {},
+        )
+
+    def matrix(self, req: Request) -> tuple[np.ndarray, list[str]]:
+        """(n_candidates × n_features float32 matrix, column names)."""
+        columns: dict[str, np.ndarray] = {}
+        for block in self.blocks:
+            columns.update(block(req))
+        names = list(columns)
+        matrix = np.empty((len(req.candidates), len(names)), np.float32)
+        for j, name in enumerate(names):
+            matrix[:, j] = columns[name]
+        return matrix, names

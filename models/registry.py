@@ -1,0 +1,54 @@
+"""Model names → loaded `Recommender`s: what the gateway (and `feedlab evaluate`) call.
+
+An arm package (`models.control`, `models.test`) exposes
+`load(artifact_dir: Path, history: History, posts: PostCatalog | None = None,
+users: UserProfiles | None = None) -> Recommender` (`users` passed only when given);
+it is imported lazily so loading one arm never imports the other. `posts` is the current post
+catalog (e.g. `PostCatalog.from_engine`) so posts newer than the artifact can be served; None
+means "the posts stored in the artifact".
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from models.base import Recommender
+from models.catalog import PostCatalog, UserProfiles
+from models.history import History
+from models.popular import PopularRecommender, RandomRecommender
+
+ARMS = ("control", "test")
+BASELINES = ("popular", "popular-all", "random")
+MODEL_NAMES = BASELINES + ARMS
+
+
+def load_model(
+    name: str,
+    artifact: str | Path | None,
+    history: History,
+    posts: PostCatalog | None = None,
+    users: UserProfiles | None = None,
+) -> Recommender:
+    """Load model `name` (popular | popular-all | random | control | test) on `history`.
+    `users`: live user profiles (arms default to the ones stored in their artifact)."""
+    if name == "popular":
+        return PopularRecommender(history)
+    if name == "popular-all":
+        return PopularRecommender(history, window=None, name="popular-all")
+    if name == "random":
+        return RandomRecommender(history)
+    if name not in ARMS:
+        raise ValueError(f"model: unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    if artifact is None:
+        raise ValueError(
+            f"artifact: model {name!r} needs an artifact folder (feedlab train {name})"
+        )
+    path = Path(artifact)
+    if not (path / "meta.json").is_file():
+        raise FileNotFoundError(
+            f"artifact: {path} has no meta.json; train it first with `feedlab train {name}`"
+        )
+    module = importlib.import_module(f"models.{name}")
+    extra = {} if users is None else {"users": users}
+    return module.load(path, history, posts=posts, **extra)

@@ -1,0 +1,126 @@
+"""The assignment function: DESIGN formula, split, independence, stability, SQL twin, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import chi2_contingency, chisquare
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from experiments.assignment import Assigner, assign, assignment_sql, bucket_of
+from experiments.config import ExperimentsConfig, parse_config
+from feedlab.cli import app
+
+N = 20_000
+
+
+def make_config(
+    salt: str = "s1", traffic: float = 100, weights: tuple = (50, 50), status: str = "running"
+) -> ExperimentsConfig:
+    arms = "\n".join(
+        f"      - {{name: arm{i}, model: popular, weight: {w}}}" for i, w in enumerate(weights)
+    )
+    return parse_config(
+        f"""default_model: popular
+experiments:
+  - name: e
+    status: {status}
+    salt: "{salt}"
+    traffic: {traffic}
+    arms:
+{arms}
+"""
+    ).config
+
+
+def groups(config: ExperimentsConfig, n: int = N) -> list[str]:
+    assigner = Assigner(config)
+    return [assigner.assign(u).exp_group for u in range(n)]
+
+
+def test_bucket_is_the_design_formula() -> None:
+    for uid in (0, 1, 42, 10**12):
+        expected = int(hashlib.md5((str(uid) + "salt").encode()).hexdigest(), 16) % 10000
+        assert bucket_of(uid, "salt") == expected
+
+
+def test_deterministic_and_pure() -> None:
+    cfg = make_config()
+    assert groups(cfg, 500) == groups(make_config(), 500)
+    assert assign(cfg, 7) == Assigner(cfg).assign(7)
+
+
+@pytest.mark.parametrize("weights", [(50, 50), (20, 30, 50), (1, 2)])
+def test_split_matches_weights_chi_square(weights: tuple) -> None:
+    counts = Counter(groups(make_config(weights=weights)))
+    observed = [counts[f"arm{i}"] for i in range(len(weights))]
+    assert sum(observed) == N
+    expected = np.array(weights) / sum(weights) * N
+    assert chisquare(observed, expected).pvalue > 0.001
+
+
+def test_two_salts_are_independent() -> None:
+    a = groups(make_config(salt="alpha"))
+    b = groups(make_config(salt="beta"))
+    table = Counter(zip(a, b, strict=True))
+    matrix = [[table[("arm0", "arm0")], table[("arm0", "arm1")]],
+              [table[("arm1", "arm0")], table[("arm1", "arm1")]]]  # fmt: skip
+    assert chi2_contingency(matrix).pvalue > 0.001
+    assert a != b
+
+
+def test_growing_traffic_keeps_everyone_in_their_arm() -> None:
+    small, large, full = (groups(make_config(traffic=t)) for t in (10, 40, 100))
+    inside = [i for i, g in enumerate(small) if g != "default"]
+    assert 0.08 * N < len(inside) < 0.12 * N
+    assert all(large[i] == small[i] for i in inside)
+    assert all(full[i] == large[i] for i, g in enumerate(large) if g != "default")
+    assert "default" not in full
+    share = Counter(large)["default"] / N
+    assert 0.57 < share < 0.63
+
+
+def test_traffic_zero_and_non_running_experiments_serve_the_default() -> None:
+    for cfg in (make_config(traffic=0), make_config(status="draft"), make_config(status="stopped")):
+        a = Assigner(cfg).assign(5)
+        assert (a.experiment, a.exp_group, a.model) == (None, "default", "popular")
+
+
+@pytest.mark.postgres
+def test_sql_expression_reproduces_assignment(pg_engine: Engine) -> None:
+    cfg = make_config(salt="it's-salty", traffic=70, weights=(20, 30, 50))
+    ids = list(range(0, 3000, 3)) + [10**15 + 7]
+    expr = assignment_sql(cfg, "u.user_id")
+    with pg_engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT u.user_id, {expr} FROM unnest(CAST(:ids AS bigint[])) AS u(user_id)"),
+            {"ids": ids},
+        ).all()
+    assigner = Assigner(cfg)
+    assert {uid: g for uid, g in rows} == {uid: assigner.assign(uid).exp_group for uid in ids}
+    assert {g for _, g in rows} == {"arm0", "arm1", "arm2", "default"}
+
+
+def test_cli_assign_prints_experiment_group_and_model(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "default_model: popular\nexperiments:\n  - {name: e, status: running, salt: s,"
+        " traffic: 100, arms: [{name: only, model: random, weight: 1}]}\n"
+    )
+    result = CliRunner().invoke(app, ["assign", "3", "14", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "│ 3 " in ln or "│ 14 " in ln]
+    assert len(lines) == 2 and all("only" in ln and "random" in ln for ln in lines)
+
+
+def test_cli_assign_reports_invalid_file_with_line(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("default_model: popular\nexperiments:\n  - name: e\n    status: maybe\n")
+    result = CliRunner().invoke(app, ["assign", "1", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "line 4: experiments[0].status" in result.output

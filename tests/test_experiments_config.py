@@ -1,0 +1,121 @@
+"""experiments.yaml: schema, errors that name field and line, versioning of phases."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
+
+GOOD = """\
+default_model: control
+experiments:
+  - name: bert_vs_catboost
+    status: running
+    salt: "bert-vs-catboost-1"
+    traffic: 100
+    arms:
+      - {name: control, model: control, weight: 50}
+      - {name: test,    model: test,    weight: 50}
+models:
+  control: {backend: inprocess, artifact: artifacts/control}
+  test:    {backend: http, url: "http://127.0.0.1:8100", timeout_ms: 150}
+"""
+
+
+def test_shipped_config_is_the_design_example() -> None:
+    loaded = load_config(DEFAULT_CONFIG)
+    cfg = loaded.config
+    assert cfg.default_model == "control"
+    (exp,) = cfg.experiments
+    assert (exp.name, exp.status, exp.salt, exp.traffic) == (
+        "bert_vs_catboost",
+        "running",
+        "bert-vs-catboost-1",
+        100,
+    )
+    assert [(a.name, a.model, a.weight) for a in exp.arms] == [
+        ("control", "control", 50),
+        ("test", "test", 50),
+    ]
+    assert {n: m.backend for n, m in cfg.models.items()} == {
+        "control": "inprocess",
+        "test": "inprocess",
+    }
+
+
+def test_good_config_parses_both_backends() -> None:
+    cfg = parse_config(GOOD).config
+    assert cfg.models["test"].backend == "http"
+    assert cfg.models["test"].timeout_ms == 150
+    assert cfg.models["control"].artifact == "artifacts/control"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "line"),
+    [
+        ("status: running", "status: live", "experiments[0].status", 4),
+        ('salt: "bert-vs-catboost-1"', 'salt: ""', "experiments[0].salt", 5),
+        ("traffic: 100", "traffic: 101", "experiments[0].traffic", 6),
+        ("traffic: 100", "traffic: lots", "experiments[0].traffic", 6),
+        ("model: test,    weight: 50", "model: test, weight: -1", "experiments[0].arms[1].weight", 9),
+        ("model: control, weight: 50", "model: nope, weight: 50", "experiments[0].arms[0].model", 8),
+        ("{name: test,", "{name: control,", "experiments[0].arms[1].name", 9),
+        ("{name: test,", "{name: default,", "experiments[0].arms[1].name", 9),
+        ("timeout_ms: 150", "timeout_ms: 0", "models.test.timeout_ms", 12),
+        ('url: "http://127.0.0.1:8100"', 'url: "ftp://x"', "models.test.url", 12),
+        ("backend: http", "backend: carrier-pigeon", "models.test", 12),
+        ("default_model: control", "default_model: ghost", "default_model", 1),
+        ("    salt:", "    colour: red\n    salt:", "experiments[0].colour", 5),
+    ],
+)
+def test_every_error_names_field_and_line(old: str, new: str, field: str, line: int) -> None:
+    text = GOOD.replace(old, new, 1)
+    assert text != GOOD
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="exp.yaml")
+    issues = [(i.field, i.line) for i in info.value.issues]
+    assert (field, line) in issues, info.value
+    assert f"line {line}: {field}" in str(info.value)
+    assert str(info.value).startswith("exp.yaml")
+
+
+def test_all_errors_are_reported_at_once() -> None:
+    text = GOOD.replace("status: running", "status: live").replace("traffic: 100", "traffic: -5")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert {i.field for i in info.value.issues} == {
+        "experiments[0].status",
+        "experiments[0].traffic",
+    }
+
+
+def test_yaml_syntax_error_has_a_line() -> None:
+    text = GOOD.replace("arms:\n", "arms: [\n", 1)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    (issue,) = info.value.issues
+    assert issue.line is not None and issue.line >= 7
+    assert "YAML syntax" in issue.message
+
+
+def test_duplicate_key_is_an_error_not_silently_last_wins() -> None:
+    text = GOOD + "  test: {backend: inprocess}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert ("models.test", 13) in [(i.field, i.line) for i in info.value.issues]
+
+
+def test_not_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="mapping"):
+        parse_config("- just\n- a list\n")
+
+
+def test_version_is_a_phase_id() -> None:
+    base = parse_config(GOOD).version
+    relaid = "# a comment\n" + GOOD.replace("{name: test,    model: test,", "{name: test, model: test,")
+    assert relaid != GOOD
+    assert parse_config(relaid).version == base
+    assert parse_config(GOOD.replace("catboost-1", "catboost-2")).version != base
+    reweighted = GOOD.replace("model: test,    weight: 50", "model: test, weight: 30")
+    assert parse_config(reweighted).version != base
+    assert parse_config(GOOD).version == base
