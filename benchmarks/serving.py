@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,16 +27,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from feedlab.demo import feedlab_cmd, run_step, serve_args, train_cmd  # noqa: E402
+from gateway.testing import free_port, serve_subprocess  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
 from storage.schema import exposures, users  # noqa: E402
 
-FEEDLAB = [sys.executable, "-m", "feedlab"]
+CONNECTIONS = 64
+GRACE_S = 10.0
+"""A request still unanswered this long after its phase ends is an error."""
 POPULAR_CONFIG = """\
 default_model: popular
 experiments:
@@ -81,12 +83,6 @@ class PhaseResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of a process from /proc (psutil is not a dependency)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -95,82 +91,104 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_step(cmd: list[str], env: dict[str, str]) -> None:
-    print("$", " ".join(cmd[2:] if cmd[:2] == FEEDLAB[:2] else cmd), flush=True)
-    subprocess.run(cmd, env=env, cwd=ROOT, check=True)
-
-
 def prepare(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, str], Path]:
     """Demo world + (optionally) trained arms + the experiments file; returns env and config."""
     env = {**os.environ, "FEEDLAB_DATABASE_URL": args.db_url or f"sqlite:///{workdir}/bench.db"}
     env.setdefault("HF_HUB_OFFLINE", "1")
     if not args.db_url:
-        run_step([*FEEDLAB, "demo-data", "--posts", str(args.posts), "--spec-out",
-                  str(workdir / "demo_world.json")], env)
+        spec = workdir / "demo_world.json"
+        world = feedlab_cmd("demo-data", "--posts", str(args.posts), "--spec-out", str(spec))
+        run_step(f"demo world with {args.posts} posts", world, env)
     config = workdir / "experiments.yaml"
     if args.arms == "trained":
         artifacts = Path(args.artifacts) if args.artifacts else workdir / "artifacts"
         if not args.artifacts:
-            run_step([*FEEDLAB, "train", "control", "--out", str(artifacts / "control")], env)
-            run_step([*FEEDLAB, "train", "test", "--out", str(artifacts / "test")], env)
+            for arm in ("control", "test"):
+                run_step(f"train {arm}", train_cmd(arm, artifacts / arm), env)
         config.write_text(TRAINED_CONFIG % {"artifacts": artifacts.resolve()})
     else:
         config.write_text(POPULAR_CONFIG)
     return env, config
 
 
-def start_gateway(env: dict[str, str], config: Path, port: int, log: Path) -> subprocess.Popen:
-    cmd = [*FEEDLAB, "serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(config),
-           "--spool-dir", str(log.parent / "spool"), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gateway exited with {proc.returncode}; log:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit("gateway did not become healthy within 300 s")
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: str) -> bytes:
+    """One keep-alive HTTP/1.1 GET; returns the body of a 200 (raises on anything else).
+
+    A minimal client on purpose: httpx's async pool spends milliseconds of CPU per request once
+    hundreds are pending, which would make the load generator, not the gateway, the bottleneck.
+    """
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body = await reader.readexactly(length)
+    if status != 200:
+        raise ValueError(f"HTTP {status}")
+    return body
 
 
 async def _drive(url: str, rate: float, duration: float, user_ids: list[int], limit: int) -> dict:
-    """Open-loop load: schedule every request up front at its own instant."""
+    """Open-loop load: request i is due at t0 + i/rate; `CONNECTIONS` keep-alive connections
+    take due requests in order, and latency counts from the due instant (so queueing behind a
+    slow server is measured, not hidden)."""
     rng = random.Random(int(rate))
     total = int(rate * duration)
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0) as client:
+    queue: asyncio.Queue[tuple[float, int] | None] = asyncio.Queue()
+    t0 = time.perf_counter() + 0.2
 
-        async def one(at: float, user_id: int) -> None:
-            nonlocal errors
-            delay = at - time.perf_counter()
+    async def produce() -> None:
+        for i in range(total):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            try:
-                resp = await client.get(
-                    "/post/recommendations/", params={"id": user_id, "limit": limit}
-                )
-                if resp.status_code != 200 or "exp_group" not in resp.json():
-                    errors += 1
-                    return
-            except (httpx.HTTPError, ValueError):
-                errors += 1
-                return
-            latencies.append((time.perf_counter() - at) * 1000)
+            queue.put_nowait((due, rng.choice(user_ids)))
+        for _ in range(CONNECTIONS):
+            queue.put_nowait(None)
 
-        t0 = time.perf_counter() + 0.2
-        tasks = [
-            asyncio.create_task(one(t0 + i / rate, rng.choice(user_ids))) for i in range(total)
-        ]
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - t0
-    return {"sent": total, "ok": len(latencies), "errors": errors, "elapsed_s": elapsed,
-            "latencies_ms": latencies}
+    async def connection() -> None:
+        nonlocal errors
+        reader = writer = None
+        while (item := await queue.get()) is not None:
+            due, user_id = item
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                body = await _get(
+                    reader, writer, f"/post/recommendations/?id={user_id}&limit={limit}"
+                )
+                if b'"exp_group"' not in body:
+                    raise ValueError("no exp_group")
+                latencies.append((time.perf_counter() - due) * 1000)
+            except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                errors += 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(CONNECTIONS)]
+    producer = asyncio.create_task(produce())
+    _, pending = await asyncio.wait([producer, *workers], timeout=duration + GRACE_S)
+    unanswered = total - len(latencies) - errors
+    for task in pending:  # still busy well after the phase: the rest counts as errors
+        task.cancel()
+    elapsed = time.perf_counter() - t0
+    return {
+        "sent": total,
+        "ok": len(latencies),
+        "errors": errors + max(unanswered, 0),
+        "elapsed_s": elapsed,
+        "latencies_ms": latencies,
+    }
 
 
 def loadgen_main(args: argparse.Namespace) -> None:
@@ -187,8 +205,21 @@ def loadgen_main(args: argparse.Namespace) -> None:
 
 
 def run_phase(url: str, rate: float, duration: float, users_file: Path, limit: int) -> PhaseResult:
-    cmd = [sys.executable, __file__, "--loadgen", "--url", url, "--rate", str(rate),
-           "--duration", str(duration), "--users-file", str(users_file), "--limit", str(limit)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--loadgen",
+        "--url",
+        url,
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+        "--users-file",
+        str(users_file),
+        "--limit",
+        str(limit),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 120)
     raw = json.loads(out.stdout.strip().splitlines()[-1])
     return PhaseResult(rate=rate, **raw)
@@ -223,8 +254,9 @@ class RssSampler:
         self.peak = max(self.peak, rss_mb(self.pid))
 
 
-def measure(url: str, pid: int, engine, rate: float, duration: float, users_file: Path,
-            limit: int) -> tuple[PhaseResult, int, float]:
+def measure(
+    url: str, pid: int, engine, rate: float, duration: float, users_file: Path, limit: int
+) -> tuple[PhaseResult, int, float]:
     before = count_exposures(engine)
     sampler = RssSampler(pid)
     cmd_done: list[PhaseResult] = []
@@ -267,7 +299,9 @@ def sustainable(result: PhaseResult, p99_limit_ms: float) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--rates", default="50,200,500", help="comma-separated req/s")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per rate")
     parser.add_argument("--posts", type=int, default=7000)
@@ -279,8 +313,12 @@ def main() -> None:
     parser.add_argument("--ramp-start", type=float, default=250.0)
     parser.add_argument("--ramp-max", type=float, default=2000.0)
     parser.add_argument("--ramp-duration", type=float, default=8.0)
-    parser.add_argument("--ramp-p99-ms", type=float, default=500.0,
-                        help="a ramp step with p99 above this is not sustainable")
+    parser.add_argument(
+        "--ramp-p99-ms",
+        type=float,
+        default=500.0,
+        help="a ramp step with p99 above this is not sustainable",
+    )
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
@@ -299,37 +337,43 @@ def main() -> None:
         users_file = workdir / "users.json"
         users_file.write_text(json.dumps(user_ids or [1]))
         port = free_port()
-        gateway = start_gateway(env, config, port, workdir / "gateway.log")
-        url = f"http://127.0.0.1:{port}"
-        try:
-            idle_rss = rss_mb(gateway.pid)
-            print(f"\ngateway pid {gateway.pid} on {url}: arms={args.arms}, "
-                  f"{args.posts} posts, {len(user_ids)} users, idle RSS {idle_rss:.0f} MB")
-            print(f"\nfixed rates, {args.duration:.0f} s each (latency from scheduled send time)")
-            print(HEADER)
-            for rate in (float(r) for r in args.rates.split(",")):
-                print(row(*measure(url, gateway.pid, engine, rate, args.duration, users_file,
-                                   args.limit)), flush=True)
-            if not args.no_ramp:
-                print(f"\nramp: {args.ramp_duration:.0f} s steps, x1.5, until errors, "
-                      f"<95% achieved or p99 > {args.ramp_p99_ms:.0f} ms")
-                print(HEADER)
-                best, rate = 0.0, args.ramp_start
-                while rate <= args.ramp_max:
-                    result, written, peak = measure(url, gateway.pid, engine, rate,
-                                                    args.ramp_duration, users_file, args.limit)
-                    print(row(result, written, peak), flush=True)
-                    if not sustainable(result, args.ramp_p99_ms):
-                        break
-                    best, rate = rate, rate * 1.5
-                print(f"\nhighest sustainable rate with zero errors: {best:.0f} req/s")
-        finally:
-            gateway.terminate()
-            try:
-                gateway.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                gateway.kill()
-            engine.dispose()
+        args_serve = serve_args(config, port, workdir / "spool")
+        log = workdir / "gateway.log"
+        with serve_subprocess(args_serve, env, port, log, timeout=300) as gateway:
+            report(args, f"http://127.0.0.1:{port}", gateway.pid, engine, users_file, user_ids)
+        engine.dispose()
+
+
+def report(
+    args: argparse.Namespace, url: str, pid: int, engine, users_file: Path, user_ids: list[int]
+) -> None:
+    """The fixed-rate table, then the ramp to the highest clean rate."""
+    print(
+        f"\ngateway pid {pid} on {url}: arms={args.arms}, "
+        f"{args.posts} posts, {len(user_ids)} users, idle RSS {rss_mb(pid):.0f} MB"
+    )
+    print(f"\nfixed rates, {args.duration:.0f} s each (latency from scheduled send time)")
+    print(HEADER)
+    for rate in (float(r) for r in args.rates.split(",")):
+        result = measure(url, pid, engine, rate, args.duration, users_file, args.limit)
+        print(row(*result), flush=True)
+    if args.no_ramp:
+        return
+    print(
+        f"\nramp: {args.ramp_duration:.0f} s steps, x1.5, until errors, "
+        f"<95% achieved or p99 > {args.ramp_p99_ms:.0f} ms"
+    )
+    print(HEADER)
+    best, rate = 0.0, args.ramp_start
+    while rate <= args.ramp_max:
+        result, written, peak = measure(
+            url, pid, engine, rate, args.ramp_duration, users_file, args.limit
+        )
+        print(row(result, written, peak), flush=True)
+        if not sustainable(result, args.ramp_p99_ms):
+            break
+        best, rate = rate, rate * 1.5
+    print(f"\nhighest sustainable rate with zero errors: {best:.0f} req/s")
 
 
 if __name__ == "__main__":

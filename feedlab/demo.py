@@ -8,20 +8,19 @@ lets a second `make demo` rebuild it, while a `feedlab.db` the demo did not crea
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 from sqlalchemy import func, select
 
 EXPERIMENT = "bert_vs_catboost"
-MARKER = ".feedlab-demo"
-HEALTH_TIMEOUT_S = 300
+MARKER = "feedlab.db-demo"
+HEALTH_TIMEOUT_S = 300.0
 FLUSH_TIMEOUT_S = 60
 DEMO_CONFIG = """\
 # Written by `feedlab demo`: the demo's experiment, both arms in process.
@@ -66,12 +65,6 @@ def write_config(
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run_step(title: str, cmd: list[str], env: dict[str, str]) -> None:
     """Run one CLI step, its own progress bars visible; a failure names the step."""
     print(f"\n== {title}\n$ feedlab {' '.join(cmd[3:])}", flush=True)
@@ -80,35 +73,26 @@ def run_step(title: str, cmd: list[str], env: dict[str, str]) -> None:
         raise DemoError(f"step '{title}' failed (exit {result.returncode}): {' '.join(cmd[3:])}")
 
 
-def start_gateway(
-    env: dict[str, str], config: Path, port: int, log: Path
-) -> tuple[subprocess.Popen, str]:
-    """`feedlab serve` on 127.0.0.1:`port`; returns once /health answers 200."""
-    cmd = feedlab_cmd("serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(config))
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DemoError(f"the gateway exited with {proc.returncode}; see {log}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop(proc)
-    raise DemoError(f"the gateway did not answer /health within {HEALTH_TIMEOUT_S} s; see {log}")
+def train_cmd(arm: str, out: Path, *extra: str) -> list[str]:
+    """`feedlab train ARM` writing its artifact folder to `out`."""
+    return feedlab_cmd("train", arm, "--out", str(out), *extra)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def serve_args(config: Path, port: int, spool: Path) -> list[str]:
+    """`feedlab serve` arguments for a loopback gateway on `port` (quiet access log)."""
+    return [
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(config),
+        "--spool-dir",
+        str(spool),
+        "--log-level",
+        "warning",
+    ]
 
 
 def wait_for_exposures(db_url: str, expected: int) -> int:
@@ -153,67 +137,94 @@ def run_demo(
     serve: bool = True,
 ) -> Path:
     """Every step of the demo; returns the HTML report's path."""
-    from storage.demo import simulate as sim
-    from storage.engine import make_engine
+    from gateway.testing import free_port
 
     directory = directory.resolve()
     db = prepare_directory(directory)
-    db_url = f"sqlite:///{db}"
-    env = {**os.environ, "FEEDLAB_DATABASE_URL": db_url, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "FEEDLAB_DATABASE_URL": f"sqlite:///{db}", "HF_HUB_OFFLINE": "1"}
     artifacts = directory / "artifacts"
     reports = directory / "reports"
     reports.mkdir(exist_ok=True)
+    spec = artifacts / "demo_world.json"
+    artifacts.mkdir(exist_ok=True)
     started = time.monotonic()
 
-    run_step("1/6 build the demo world", feedlab_cmd("demo-data", "--seed", str(seed)), env)
     run_step(
-        "2/6 train the control arm (CatBoost)",
-        feedlab_cmd("train", "control", "--out", str(artifacts / "control")),
+        "1/6 build the demo world",
+        feedlab_cmd("demo-data", "--seed", str(seed), "--spec-out", str(spec)),
         env,
     )
     run_step(
-        "3/6 train the test arm (sentence embeddings)",
-        feedlab_cmd("train", "test", "--out", str(artifacts / "test")),
-        env,
+        "2/6 train the control arm (CatBoost)", train_cmd("control", artifacts / "control"), env
     )
-    config = write_config(directory / "experiments.demo.yaml", artifacts)
-    print(f"\n== 4/6 start the gateway ({config.name})", flush=True)
+    run_step(
+        "3/6 train the test arm (sentence embeddings)", train_cmd("test", artifacts / "test"), env
+    )
+    config = write_config(reports / "experiments.demo.yaml", artifacts)
     port = port or free_port()
-    gateway, url = start_gateway(env, config, port, directory / "gateway.log")
-    try:
-        print(f"gateway up at {url}", flush=True)
-        print(f"\n== 5/6 simulate {days} days of traffic from {users} users", flush=True)
-        engine = make_engine(db_url, migrate=False)
-        try:
-            plan = sim.demo_plan(engine)
-        finally:
-            engine.dispose()
-        picked = sim.sample_users(plan.user_ids, users, seed)
-        summary = sim.simulate(url, picked, plan.judge, start=plan.start, days=days, seed=seed)
-        print(summary.table(), flush=True)
-        wait_for_exposures(db_url, summary.requests - summary.errors)
-
-        report = reports / "demo.html"
-        run_step(
-            "6/6 analyse the experiment",
-            feedlab_cmd("analyze", EXPERIMENT, "--format", "table"),
-            env,
-        )
-        run_step(
-            "6/6 write the HTML report",
-            feedlab_cmd("analyze", EXPERIMENT, "--format", "html", "--out", str(report)),
-            env,
-        )
+    print(f"\n== 4/6 start the gateway on 127.0.0.1:{port} ({config.name})", flush=True)
+    with running_gateway(config, port, directory, env) as (proc, url):
+        report = traffic_and_report(url, env, spec, directory, users=users, days=days, seed=seed)
         minutes = (time.monotonic() - started) / 60
         print(f"\nreport: {report}  (demo took {minutes:.1f} min)")
-        print(f"try it:  curl '{url}/post/recommendations/?id={picked[0]}&limit=5'")
-        print(f"metrics: curl {url}/metrics    docs: {url}/docs")
+        print(f"try it:  curl '{url}/post/recommendations/?id=1&limit=5'")
+        print(f"metrics: curl {url}/metrics    API docs: {url}/docs")
         if serve:
-            print("gateway keeps serving; Ctrl-C to stop", flush=True)
-            try:
-                gateway.wait()
-            except KeyboardInterrupt:
-                print("\nstopping the gateway")
-        return report
+            print("the gateway keeps serving; Ctrl-C to stop", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                proc.wait()
+    return report
+
+
+@contextlib.contextmanager
+def running_gateway(
+    config: Path, port: int, directory: Path, env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`feedlab serve` as a child process until the block ends (then stopped gracefully, so
+    the exposure log is flushed)."""
+    from gateway.testing import serve_subprocess
+
+    log = directory / "reports" / "gateway.log"
+    args = serve_args(config, port, directory / "spool")
+    with contextlib.ExitStack() as stack:
+        try:
+            proc = stack.enter_context(serve_subprocess(args, env, port, log, HEALTH_TIMEOUT_S))
+        except RuntimeError as exc:
+            raise DemoError(f"the gateway did not start: {exc}") from None
+        yield proc, f"http://127.0.0.1:{port}"
+
+
+def traffic_and_report(
+    url: str,
+    env: dict[str, str],
+    spec: Path,
+    directory: Path,
+    *,
+    users: int,
+    days: int,
+    seed: int,
+) -> Path:
+    """Steps 5 and 6: simulated traffic against the gateway, then the analysis."""
+    from storage.demo import simulate as sim
+    from storage.engine import make_engine
+
+    db_url = env["FEEDLAB_DATABASE_URL"]
+    print(f"\n== 5/6 simulate {days} days of traffic from {users} users", flush=True)
+    engine = make_engine(db_url, migrate=False)
+    try:
+        plan = sim.demo_plan(engine, spec)
     finally:
-        stop(gateway)
+        engine.dispose()
+    picked = sim.sample_users(plan.user_ids, users, seed)
+    summary = sim.simulate(url, picked, plan.judge, start=plan.start, days=days, seed=seed)
+    print(summary.table(), flush=True)
+    wait_for_exposures(db_url, summary.requests - summary.errors)
+
+    report = directory / "reports" / "demo.html"
+    run_step("6/6 analyse the experiment", feedlab_cmd("analyze", EXPERIMENT), env)
+    run_step(
+        "6/6 write the HTML report",
+        feedlab_cmd("analyze", EXPERIMENT, "--format", "html", "--out", str(report)),
+        env,
+    )
+    return report

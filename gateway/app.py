@@ -18,10 +18,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from experiments.config import ConfigError
+from experiments.config import ConfigError, LoadedConfig
 from gateway.exposures import ConfigRecord
 from gateway.feed import apply_events, store_events
 from gateway.recommend import serve
+from gateway.runtime import utcnow
 from gateway.schemas import (
     MAX_ID,
     AdminConfigOut,
@@ -160,11 +161,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", response_model=ReloadOut, dependencies=[Depends(require_admin)])
-    async def admin_reload(state: State) -> JSONResponse | ReloadOut:
+    async def admin_reload(
+        state: State,
+        models: Annotated[
+            bool, Query(description="Also reload unchanged models (retrained artifacts).")
+        ] = False,
+    ) -> JSONResponse | ReloadOut:
         """Reload the experiments file now; an invalid file is refused (422), config kept."""
         before = state.holder.current.version
         try:
-            runtime = await state.holder.reload("POST /admin/reload")
+            runtime = await state.holder.reload("POST /admin/reload", reload_models=models)
         except ConfigError as exc:
             state.metrics.reloads.labels("refused").inc()
             out = ReloadOut(
@@ -197,7 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _config_loaded(state: GatewayState, loaded, at: datetime) -> None:
+def _config_loaded(state: GatewayState, loaded: LoadedConfig, at: datetime) -> None:
     """Store every config served under in `experiment_configs` (through the exposure log, so
     it survives a database outage) and expose its version as a metric."""
     state.exposure_log.submit(ConfigRecord(loaded.version, at, loaded.text))
@@ -205,8 +211,6 @@ def _config_loaded(state: GatewayState, loaded, at: datetime) -> None:
 
 
 def _request_time(time: datetime | None) -> datetime:
-    from gateway.runtime import utcnow
-
     if time is None:
         return utcnow()
     try:

@@ -39,6 +39,7 @@ def serve(
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    _log_to_stderr(log_level)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 
@@ -46,12 +47,28 @@ def serve_model(
     name: str = typer.Argument(..., help="Model name: popular | control | test | ..."),
     port: int = typer.Option(8100, "--port", help="TCP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    artifact: Path = typer.Option(None, "--artifact", help="Artifact folder of the model."),
+    artifact: Path = typer.Option(
+        None, "--artifact", help="Artifact folder (default for control/test: artifacts/NAME)."
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Serve one model over HTTP (GET /recommend, POST /events, GET /health)."""
     import uvicorn
 
+    from models.registry import ARMS
     from models.service import create_service_app
 
+    if artifact is None and name in ARMS:
+        artifact = Path("artifacts") / name
+
+    _log_to_stderr(log_level)
     uvicorn.run(create_service_app(name, artifact), host=host, port=port, log_level=log_level)
+
+
+def _log_to_stderr(level: str) -> None:
+    """uvicorn configures only its own loggers; show feedlab's (reloads, spool, fallbacks)."""
+    import logging
+
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )

@@ -88,8 +88,7 @@ class ExposureLog:
         retry_interval: float = 1.0,
     ) -> None:
         self.engine = engine
-        self.spool_dir = Path(spool_dir)
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.spool_dir = Path(spool_dir)  # created on first use: most runs never spool
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.retry_interval = retry_interval
@@ -215,6 +214,7 @@ class ExposureLog:
         with self._spool_lock:
             try:
                 if self._spool_file is None:
+                    self.spool_dir.mkdir(parents=True, exist_ok=True)
                     path = self.spool_dir / f"exposures-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
                     self._spool_file = open(path, "ab")  # noqa: SIM115 - kept open, locked
                     fcntl.flock(self._spool_file, fcntl.LOCK_EX | fcntl.LOCK_NB)

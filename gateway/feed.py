@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from sqlalchemy import Engine
 
@@ -11,6 +12,8 @@ from gateway.schemas import FeedEventIn
 from gateway.state import GatewayState
 from models.base import Event
 from storage.schema import feed
+
+log = logging.getLogger("feedlab.gateway")
 
 
 def store_events(engine: Engine, events: list[FeedEventIn]) -> list[FeedEventIn]:
@@ -49,7 +52,10 @@ async def apply_events(state: GatewayState, new: list[FeedEventIn]) -> None:
     backends = {id(b): b for b in (state.popular, *runtime.backends.values())}
     for backend in backends.values():
         if backend.kind == "inprocess":
-            await backend.observe(events)
+            try:
+                await backend.observe(events)
+            except Exception:  # the events are stored; a model's private state may lag
+                log.exception("model %s failed to observe %d events", backend.name, len(events))
         else:
             task = asyncio.create_task(backend.observe(events))
             _forwarding.add(task)

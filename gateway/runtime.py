@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,17 +95,22 @@ class RuntimeHolder:
         self.last_error_at: datetime | None = None
         self.versions: list[tuple[str, datetime]] = []
         self._lock = asyncio.Lock()
-        self.on_new_config = None  # callable(LoadedConfig), set by the app to store configs
+        self.on_new_config: Callable[[LoadedConfig, datetime], None] | None = None
+        """Called with each newly applied config (the app stores it and updates metrics)."""
 
-    async def reload(self, trigger: str) -> Runtime:
-        """Load the file; on success swap the Runtime, on failure keep it and raise."""
+    async def reload(self, trigger: str, reload_models: bool = False) -> Runtime:
+        """Load the file; on success swap the Runtime, on failure keep it and raise.
+        `reload_models` reloads every backend even if its spec is unchanged (a retrained
+        artifact in the same folder)."""
         async with self._lock:
             try:
                 loaded = await asyncio.to_thread(load_config, self.path)
-                if self.current is not None and loaded.version == self.current.version:
+                unchanged = self.current is not None and loaded.version == self.current.version
+                if unchanged and not reload_models:
                     self.last_error = None
                     return self.current
-                runtime = await build_runtime(loaded, self.history, self.posts, self.current)
+                previous = None if reload_models else self.current
+                runtime = await build_runtime(loaded, self.history, self.posts, previous)
             except ConfigError as exc:
                 self.last_error, self.last_error_at = exc, utcnow()
                 log.error(
@@ -113,8 +119,9 @@ class RuntimeHolder:
                 raise
             old, self.current = self.current, runtime
             self.last_error = None
-            self.versions.append((runtime.version, runtime.loaded_at))
-            if self.on_new_config is not None:
+            if not unchanged:
+                self.versions.append((runtime.version, runtime.loaded_at))
+            if self.on_new_config is not None and not unchanged:
                 self.on_new_config(loaded, runtime.loaded_at)
             log.info("config %s in force (%s, from %s)", runtime.version, trigger, self.path)
             if old is not None:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -103,27 +104,39 @@ class ServerThread:
         self.thread.join(30)
 
 
+def start_feedlab(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start `feedlab <args>` as a child process, its output appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "feedlab", *args],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=out,
+        )
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (graceful: the gateway flushes its exposure log), then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextlib.contextmanager
 def serve_subprocess(
     args: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 60
 ) -> Iterator[subprocess.Popen]:
     """Run `feedlab <args>` as a child process and wait until its /health answers."""
-    full_env = {**os.environ, **env}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "feedlab", *args], env=full_env, stdout=out, stderr=out
-        )
+    proc = start_feedlab(args, env, log)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", proc, timeout, log)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
@@ -209,3 +222,81 @@ class TcpProxy:
             for s in (a, b):
                 with contextlib.suppress(OSError):
                     s.close()
+
+
+@dataclass
+class LoadResult:
+    user_id: int
+    status: int
+    exp_group: str | None
+    request_id: str | None
+
+
+class LoadLoop:
+    """Concurrent GET /post/recommendations/ from `workers` threads until stopped, bounded by
+    `max_requests` and `max_seconds`. Transport errors count as failures (status 0)."""
+
+    def __init__(
+        self,
+        url: str,
+        user_ids: list[int],
+        workers: int = 4,
+        max_requests: int = 20_000,
+        max_seconds: float = 60.0,
+    ) -> None:
+        self.url = url
+        self.user_ids = user_ids
+        self.workers = workers
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.results: list[LoadResult] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(workers)
+        ]
+
+    def __enter__(self) -> LoadLoop:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    @property
+    def failures(self) -> list[LoadResult]:
+        return [r for r in self.results if r.status != 200]
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> None:
+        """Block until at least `n` more responses arrived (bounded)."""
+        target = len(self.results) + n
+        deadline = time.monotonic() + timeout
+        while len(self.results) < target and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _work(self, worker: int) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        i = worker
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                with self._lock:
+                    if len(self.results) >= self.max_requests:
+                        return
+                uid = self.user_ids[i % len(self.user_ids)]
+                i += self.workers
+                try:
+                    r = client.get("/post/recommendations/", params={"id": uid})
+                    ok = r.status_code == 200
+                    result = LoadResult(
+                        uid,
+                        r.status_code,
+                        r.json()["exp_group"] if ok else None,
+                        r.headers.get("X-Request-ID") if ok else None,
+                    )
+                except httpx.HTTPError:
+                    result = LoadResult(uid, 0, None, None)
+                with self._lock:
+                    self.results.append(result)

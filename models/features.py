@@ -93,11 +93,14 @@ class PostTable:
 
 @dataclass
 class PostStats:
-    """View/like counts by catalog position before `at`, overall and per recent window."""
+    """View/like counts by catalog position before `at`, overall and per recent window, with
+    each post's share of the window's likes and its like rank (0 = most liked): activity levels
+    drift over time, shares and ranks do not."""
 
     views: dict[str, np.ndarray]
     likes: dict[str, np.ndarray]
-    rank_30d: np.ndarray  # 0 = most liked in the last 30 days
+    like_share: dict[str, np.ndarray]
+    like_rank: dict[str, np.ndarray]
 
     @classmethod
     def at(cls, history: History, positions: np.ndarray, at: datetime) -> PostStats:
@@ -113,9 +116,12 @@ class PostStats:
         for name, width in WINDOWS.items():
             recent = now - align(history.cumulative_counts(at - width))
             views[name], likes[name] = recent[0], recent[1]
-        rank = np.empty(len(positions), np.float32)
-        rank[np.argsort(-likes["30d"], kind="stable")] = np.arange(len(positions))
-        return cls(views, likes, rank)
+        share, rank = {}, {}
+        for name, counts in likes.items():
+            share[name] = counts / max(float(counts.sum()), 1.0)
+            rank[name] = np.empty(len(counts), np.float32)
+            rank[name][np.argsort(-counts, kind="stable")] = np.arange(len(counts))
+        return cls(views, likes, share, rank)
 
 
 @dataclass
@@ -173,11 +179,12 @@ def post_block(req: Request) -> dict[str, np.ndarray]:
     for name in ("all", *WINDOWS):
         out[f"post_views_{name}"] = v[name][c]
         out[f"post_likes_{name}"] = lk[name][c]
+        out[f"post_like_share_{name}"] = req.stats.like_share[name][c]
+        out[f"post_like_rank_{name}"] = req.stats.like_rank[name][c]
     out["post_like_rate_all"] = _rate(lk["all"][c], v["all"][c])
     out["post_like_rate_30d"] = _rate(lk["30d"][c], v["30d"][c])
     out["post_recent_share"] = lk["30d"][c] / (lk["all"][c] + 1)
     out["post_trend_7d_30d"] = lk["7d"][c] / (lk["30d"][c] + 1)
-    out["post_rank_30d"] = req.stats.rank_30d[c]
     out["post_topic"] = req.posts.topic[c].astype(np.float32)
     out["post_text_len"] = req.posts.text_len[c]
     return out

@@ -14,6 +14,34 @@ REPLACE_HELP = (
     "database is refused and left untouched. Exposure logs and experiment configs are kept."
 )
 
+CSV_HELP = (
+    "Import the feed CSV layout: users.csv, posts.csv, feed.csv (UTF-8, header line, .gz ok).\n\n"
+    "users.csv: user_id plus any of age, gender, country, city, os, source; any other column "
+    "(e.g. exp_group) is kept in the user's attributes JSON. "
+    "posts.csv: post_id, text, topic, optional created_at. "
+    "feed.csv: timestamp (ISO 8601 with any offset, or unix seconds; stored as naive UTC), "
+    "user_id, post_id, action (view or like), target (0, 1 or empty; NULL for likes), "
+    "optional event_id. Ids must be unique and every feed row must name a known user and post."
+)
+MOVIELENS_HELP = (
+    "Import MovieLens 100K from its folder (u.user, u.item, u.genre, u.data.gz).\n\n"
+    "943 users (occupation and zip in attributes, US ZIP region as city), 1,682 movies as posts "
+    "(text = title, genres and the plot from plots.tsv when present; topic = first genre), every "
+    "rating a view (target 1 for ratings 4-5) and every rating of 4-5 also a like."
+)
+POSTGRES_HELP = (
+    "Import the origin social network's tables from a PostgreSQL database.\n\n"
+    "Reads user_data, post_text_df and feed_data from --url and loads them into --target-url "
+    "with the same validation as import csv; errors name the table and the row."
+)
+DEMO_HELP = (
+    "Build the seeded demo social network (users, posts, feed history) into the database.\n\n"
+    "Views come from a logging policy (random + popular posts); likes from a hidden preference "
+    "model: demographics x topic plus a within-topic taste that shows only in the words of a "
+    "post. The same --seed gives the same world. The model's spec is written to --spec-out so "
+    "the traffic simulator can rebuild it."
+)
+
 import_app = typer.Typer(
     help=(
         "Import users, posts and feed events into the feedlab database. Every importer validates "
@@ -27,7 +55,7 @@ import_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     app.command("init-db")(init_db)
     app.add_typer(import_app, name="import")
-    app.command("demo-data")(demo_data)
+    app.command("demo-data", help=DEMO_HELP)(demo_data)
 
 
 def init_db(url: str = typer.Option(None, "--url", help=URL_HELP)) -> None:
@@ -55,7 +83,7 @@ def _run_import(url: str | None, load) -> None:
     typer.echo(f"{summary} into {database_url(url)}")
 
 
-@import_app.command("csv")
+@import_app.command("csv", help=CSV_HELP)
 def import_csv(
     users: Path = typer.Option(..., "--users", exists=True, dir_okay=False, help="users.csv"),
     posts: Path = typer.Option(..., "--posts", exists=True, dir_okay=False, help="posts.csv"),
@@ -63,21 +91,13 @@ def import_csv(
     url: str = typer.Option(None, "--url", help=URL_HELP),
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
 ) -> None:
-    """Import the feed CSV layout (plain or .gz, UTF-8, header line required).
-
-    users.csv: user_id plus any of age, gender, country, city, os, source; any other column
-    (e.g. exp_group) is kept in the user's `attributes` JSON.
-    posts.csv: post_id, text, topic, optional created_at.
-    feed.csv: timestamp (ISO 8601 or unix seconds; stored as naive UTC), user_id, post_id,
-    action ('view' or 'like'), target (0, 1 or empty; stored NULL for likes), optional event_id.
-    User and post ids must be unique and every feed row must refer to a known user and post.
-    """
+    """Import the feed CSV layout."""
     from storage.importers.csv_files import import_csv as run
 
     _run_import(url, lambda engine: run(engine, users, posts, feed, replace=replace))
 
 
-@import_app.command("movielens")
+@import_app.command("movielens", help=MOVIELENS_HELP)
 def import_movielens(
     folder: Path = typer.Argument(
         ..., exists=True, file_okay=False, help="MovieLens 100K folder (u.user, u.item, u.data.gz)"
@@ -85,15 +105,13 @@ def import_movielens(
     url: str = typer.Option(None, "--url", help=URL_HELP),
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
 ) -> None:
-    """Import MovieLens 100K: 943 users, 1,682 movies as posts, every rating as a view and every
-    rating of 4-5 also as a like (target = 1 on those views). plots.tsv, when present, adds the
-    plot to each movie's text."""
+    """Import MovieLens 100K."""
     from storage.importers.movielens import import_movielens as run
 
     _run_import(url, lambda engine: run(folder, engine, replace=replace))
 
 
-@import_app.command("postgres")
+@import_app.command("postgres", help=POSTGRES_HELP)
 def import_postgres(
     source_url: str = typer.Option(
         ..., "--url", help="Source PostgreSQL URL holding user_data, post_text_df, feed_data."
@@ -101,8 +119,7 @@ def import_postgres(
     target_url: str = typer.Option(None, "--target-url", help=URL_HELP),
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
 ) -> None:
-    """Import the origin social network's tables user_data, post_text_df and feed_data from a
-    PostgreSQL database, with the same validation as `import csv` (errors name table and row)."""
+    """Import the origin social network's tables from PostgreSQL."""
     from storage.importers.postgres import import_postgres as run
 
     _run_import(target_url, lambda engine: run(source_url, engine, replace=replace))
@@ -130,9 +147,7 @@ def demo_data(
         "the exact same hidden preference model.",
     ),
 ) -> None:
-    """Build a deterministic demo social network: users with profiles, posts with text and
-    topic, and a feed history of views and likes drawn from a hidden preference model
-    (demographics x topic plus within-topic taste visible only in the words of a post)."""
+    """Build the seeded demo social network into the database."""
     from storage.demo.world import WorldSpec, load_demo_world
 
     spec = WorldSpec(

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select, text
 from tqdm import tqdm
 
 from storage import schema
-from storage.bulk import bulk_load
+from storage.bulk import bulk_load, indexes_deferred
 from storage.validation import ImportValidationError, Rows
 
 PROFILE_COLUMNS = ("age", "gender", "country", "city", "os", "source")
@@ -124,7 +124,9 @@ class FeedChecker:
         seen = np.isin(hashes, self.event_hashes)
         if seen.any():
             pos = int(np.flatnonzero(present.to_numpy())[int(np.argmax(seen))])
-            rows.fail(pos, "event_id", f"duplicate value {ids.iloc[pos]!r} (seen on an earlier line)")
+            rows.fail(
+                pos, "event_id", f"duplicate value {ids.iloc[pos]!r} (seen on an earlier line)"
+            )
         self.event_hashes = np.union1d(self.event_hashes, hashes)
         return ids
 
@@ -151,7 +153,8 @@ def load_world(
         bulk_load(conn, schema.posts, posts)
         batches = feed_batches(checker)
         try:
-            with tqdm(desc=f"loading {desc}", unit=" events", disable=None) as bar:
+            bar = tqdm(desc=f"loading {desc}", unit=" events", disable=None)
+            with bar, indexes_deferred(conn, schema.feed):
                 for batch in batches:
                     bulk_load(conn, schema.feed, batch, progress=bar)
         finally:

@@ -38,7 +38,12 @@ class Rows:
     """One batch of rows of one source; `lines[i]` is the line (or row) number of row i."""
 
     def __init__(self, source: str, frame: pd.DataFrame, lines: np.ndarray, unit: str = "line"):
-        self.source, self.frame, self.lines, self.unit = source, frame.reset_index(drop=True), lines, unit
+        self.source, self.frame, self.lines, self.unit = (
+            source,
+            frame.reset_index(drop=True),
+            lines,
+            unit,
+        )
         self.first_error: tuple[int, str, str] | None = None
 
     def fail(self, position: int, column: str | None, message: str) -> None:
@@ -156,7 +161,9 @@ class Rows:
         self._first(
             years.lt(MIN_YEAR).fillna(False) | years.gt(MAX_YEAR).fillna(False),
             column,
-            lambda v: f"must be between {MIN_YEAR} and {MAX_YEAR} (unix seconds expected), got {v!r}",
+            lambda v: (
+                f"must be between {MIN_YEAR} and {MAX_YEAR} (unix seconds expected), got {v!r}"
+            ),
         )
         return out
 

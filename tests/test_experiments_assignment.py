@@ -94,7 +94,7 @@ def test_traffic_zero_and_non_running_experiments_serve_the_default() -> None:
 @pytest.mark.postgres
 def test_sql_expression_reproduces_assignment(pg_engine: Engine) -> None:
     cfg = make_config(salt="it's-salty", traffic=70, weights=(20, 30, 50))
-    ids = list(range(0, 3000, 3)) + [10**15 + 7]
+    ids = [*range(0, 3000, 3), 10**15 + 7]
     expr = assignment_sql(cfg, "u.user_id")
     with pg_engine.connect() as conn:
         rows = conn.execute(

@@ -57,8 +57,18 @@ def test_good_config_parses_both_backends() -> None:
         ('salt: "bert-vs-catboost-1"', 'salt: ""', "experiments[0].salt", 5),
         ("traffic: 100", "traffic: 101", "experiments[0].traffic", 6),
         ("traffic: 100", "traffic: lots", "experiments[0].traffic", 6),
-        ("model: test,    weight: 50", "model: test, weight: -1", "experiments[0].arms[1].weight", 9),
-        ("model: control, weight: 50", "model: nope, weight: 50", "experiments[0].arms[0].model", 8),
+        (
+            "model: test,    weight: 50",
+            "model: test, weight: -1",
+            "experiments[0].arms[1].weight",
+            9,
+        ),
+        (
+            "model: control, weight: 50",
+            "model: nope, weight: 50",
+            "experiments[0].arms[0].model",
+            8,
+        ),
         ("{name: test,", "{name: control,", "experiments[0].arms[1].name", 9),
         ("{name: test,", "{name: default,", "experiments[0].arms[1].name", 9),
         ("timeout_ms: 150", "timeout_ms: 0", "models.test.timeout_ms", 12),
@@ -112,7 +122,9 @@ def test_not_a_mapping() -> None:
 
 def test_version_is_a_phase_id() -> None:
     base = parse_config(GOOD).version
-    relaid = "# a comment\n" + GOOD.replace("{name: test,    model: test,", "{name: test, model: test,")
+    relaid = "# a comment\n" + GOOD.replace(
+        "{name: test,    model: test,", "{name: test, model: test,"
+    )
     assert relaid != GOOD
     assert parse_config(relaid).version == base
     assert parse_config(GOOD.replace("catboost-1", "catboost-2")).version != base

@@ -132,9 +132,7 @@ def test_unknown_user_gets_cold_start_posts_and_is_assigned_and_logged(gateway: 
     def logged() -> bool:
         with gateway.engine.connect() as conn:
             return conn.execute(
-                select(exposures.c.user_id, exposures.c.model).where(
-                    exposures.c.request_id == rid
-                )
+                select(exposures.c.user_id, exposures.c.model).where(exposures.c.request_id == rid)
             ).all() == [(uid, "popular")]
 
     assert wait_until(logged)

@@ -3,7 +3,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from typer.testing import CliRunner
 
 from feedlab.cli import app
@@ -27,13 +27,15 @@ def good_files(folder: Path, n_feed: int = 1000) -> tuple[Path, Path, Path]:
     users = write_csv(
         folder / "users.csv",
         ["user_id", "age", "gender", "country", "city", "exp_group", "os", "source", "plan"],
-        [[u, 20 + u % 40, "MF"[u % 2], "Cyprus", "Limassol", u % 5, "iOS", "ads", "free"]
-         for u in range(1, 21)],
+        [
+            [u, 20 + u % 40, "MF"[u % 2], "Cyprus", "Limassol", u % 5, "iOS", "ads", "free"]
+            for u in range(1, 21)
+        ],
     )
     posts = write_csv(
         folder / "posts.csv",
         ["post_id", "text", "topic"],
-        [[p, f"post {p}\nsecond line, with \"quotes\"", "news"] for p in range(1, 11)],
+        [[p, f'post {p}\nsecond line, with "quotes"', "news"] for p in range(1, 11)],
     )
     start = datetime(2024, 1, 1)
     feed = []
@@ -43,6 +45,13 @@ def good_files(folder: Path, n_feed: int = 1000) -> tuple[Path, Path, Path]:
         action = "like" if i % 10 == 9 else "view"
         feed.append([stamp, 1 + i % 20, 1 + i % 10, action, "" if action == "like" else i % 2])
     return users, posts, write_csv(folder / "feed.csv", FEED_HEADER, feed)
+
+
+FEED_INDEXES = {"ix_feed_event_id", "ix_feed_ts", "ix_feed_user_ts"}
+
+
+def feed_indexes(engine) -> set[str]:
+    return {index["name"] for index in inspect(engine).get_indexes("feed")}
 
 
 def table_snapshot(engine) -> dict[str, list[tuple]]:
@@ -60,16 +69,26 @@ def test_good_csv_import_maps_columns_and_keeps_unknown_ones_in_attributes(engin
         user = conn.execute(select(schema.users).where(schema.users.c.user_id == 3)).one()
         post = conn.execute(select(schema.posts).where(schema.posts.c.post_id == 2)).one()
         first = conn.execute(select(schema.feed).order_by(schema.feed.c.id).limit(2)).all()
-        like_targets = conn.execute(
-            select(schema.feed.c.target).where(schema.feed.c.action == "like").distinct()
-        ).scalars().all()
+        like_targets = (
+            conn.execute(
+                select(schema.feed.c.target).where(schema.feed.c.action == "like").distinct()
+            )
+            .scalars()
+            .all()
+        )
     assert (user.age, user.gender, user.country, user.city, user.os, user.source) == (
-        23, "F", "Cyprus", "Limassol", "iOS", "ads"
+        23,
+        "F",
+        "Cyprus",
+        "Limassol",
+        "iOS",
+        "ads",
     )
     assert user.attributes == {"exp_group": 3, "plan": "free"}
     assert post.text == 'post 2\nsecond line, with "quotes"'
     assert [r.timestamp for r in first] == [datetime(2024, 1, 1), datetime(2024, 1, 1, 0, 1)]
     assert like_targets == [None]
+    assert feed_indexes(engine) == FEED_INDEXES
 
 
 def test_timezone_offsets_become_naive_utc(sqlite_url, tmp_path):
@@ -100,9 +119,12 @@ def test_malformed_row_is_refused_with_file_and_line_and_database_is_unchanged(e
     feed.write_text("\n".join(lines) + "\n")
     with pytest.raises(ImportValidationError) as err:
         import_csv(engine, users, posts, feed, replace=True)
-    assert str(err.value) == "feed.csv line 512: column 'action' must be 'view' or 'like', got 'lik'"
+    assert (
+        str(err.value) == "feed.csv line 512: column 'action' must be 'view' or 'like', got 'lik'"
+    )
     assert (err.value.source, err.value.line, err.value.column) == ("feed.csv", 512, "action")
     assert table_snapshot(engine) == before
+    assert feed_indexes(engine) == FEED_INDEXES  # dropped for the load, restored by the rollback
 
 
 def test_cli_prints_the_error_and_exits_1(db_url, tmp_path):
@@ -123,19 +145,37 @@ def test_cli_prints_the_error_and_exits_1(db_url, tmp_path):
 @pytest.mark.parametrize(
     ("file", "edit", "expected"),
     [
-        ("feed", (5, "2024-01-01T00:04:00,3,4,view,0", "2024-01-01T00:04:00,3,4,view,2"),
-         "feed.csv line 5: column 'target' must be <= 1, got 2"),
-        ("feed", (7, None, "yesterday,1,1,view,0"),
-         "feed.csv line 7: column 'timestamp' must be an ISO 8601 datetime or unix seconds, "
-         "got 'yesterday'"),
-        ("feed", (9, None, "2024-01-01T00:00:00,21,1,view,0"),
-         "feed.csv line 9: column 'user_id' refers to unknown user 21"),
-        ("feed", (4, None, "2024-01-01T00:00:00,x1,1,view,0"),
-         "feed.csv line 4: column 'user_id' must be an integer, got 'x1'"),
-        ("users", (4, None, "2,30,F,Cyprus,Limassol,1,iOS,ads,free"),
-         "users.csv line 4: column 'user_id' duplicate value 2"),
-        ("users", (6, None, "5,abc,F,Cyprus,Limassol,1,iOS,ads,free"),
-         "users.csv line 6: column 'age' must be an integer, got 'abc'"),
+        (
+            "feed",
+            (5, "2024-01-01T00:04:00,3,4,view,0", "2024-01-01T00:04:00,3,4,view,2"),
+            "feed.csv line 5: column 'target' must be <= 1, got 2",
+        ),
+        (
+            "feed",
+            (7, None, "yesterday,1,1,view,0"),
+            "feed.csv line 7: column 'timestamp' must be an ISO 8601 datetime or unix seconds, "
+            "got 'yesterday'",
+        ),
+        (
+            "feed",
+            (9, None, "2024-01-01T00:00:00,21,1,view,0"),
+            "feed.csv line 9: column 'user_id' refers to unknown user 21",
+        ),
+        (
+            "feed",
+            (4, None, "2024-01-01T00:00:00,x1,1,view,0"),
+            "feed.csv line 4: column 'user_id' must be an integer, got 'x1'",
+        ),
+        (
+            "users",
+            (4, None, "2,30,F,Cyprus,Limassol,1,iOS,ads,free"),
+            "users.csv line 4: column 'user_id' duplicate value 2",
+        ),
+        (
+            "users",
+            (6, None, "5,abc,F,Cyprus,Limassol,1,iOS,ads,free"),
+            "users.csv line 6: column 'age' must be an integer, got 'abc'",
+        ),
     ],
 )
 def test_first_bad_row_is_named(sqlite_url, tmp_path, file, edit, expected):
@@ -159,7 +199,7 @@ def test_line_numbers_count_multiline_post_texts(sqlite_url, tmp_path):
     with posts.open("a") as handle:
         handle.write('11,"fine",news\n12,"also\nfine",news\nthirteen,"x",news\n')
     # 10 two-line posts after the header: lines 2-21; 11 at 22; 12 at 23-24; the bad one at 25
-    with pytest.raises(ImportValidationError, match="posts.csv line 25: column 'post_id'"):
+    with pytest.raises(ImportValidationError, match=r"posts\.csv line 25: column 'post_id'"):
         import_csv(make_engine(sqlite_url), users, posts, feed)
 
 
@@ -174,3 +214,16 @@ def test_non_empty_database_is_refused_unless_replace(engine, tmp_path):
     assert summary.views + summary.likes == 40
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(schema.feed)).scalar_one() == 40
+
+
+def test_failed_load_into_an_untouched_sqlite_file_keeps_the_feed_indexes(sqlite_url, tmp_path):
+    """No row was written before the feed, so the index drop must still be inside a transaction."""
+    from storage.engine import make_engine
+
+    users = write_csv(tmp_path / "nobody.csv", ["user_id"], [])
+    posts = write_csv(tmp_path / "nothing.csv", ["post_id", "text", "topic"], [])
+    feed = write_csv(tmp_path / "one.csv", FEED_HEADER, [["2024-01-01", 1, 1, "view", 0]])
+    engine = make_engine(sqlite_url)
+    with pytest.raises(ImportValidationError, match="unknown user 1"):
+        import_csv(engine, users, posts, feed)
+    assert feed_indexes(engine) == FEED_INDEXES

@@ -19,8 +19,10 @@ FEEDLAB = Path(sys.executable).parent / "feedlab"
 def counts(url: str) -> tuple[int, int, int, int]:
     engine = make_engine(url)
     with engine.connect() as conn:
-        n = {t: conn.execute(select(func.count()).select_from(t)).scalar_one()
-             for t in (schema.users, schema.posts)}
+        n = {
+            t: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (schema.users, schema.posts)
+        }
         by_action = dict(
             conn.execute(select(schema.feed.c.action, func.count()).group_by("action")).all()
         )

@@ -17,32 +17,40 @@ def make_source(url: str, bad_feed_row: bool = False) -> None:
     """The origin social network's layout, with the origin's column types."""
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "CREATE TABLE user_data (user_id int, gender int, age int, country text, city text,"
-            " exp_group int, os text, source text)"
-        ))
+        conn.execute(
+            text(
+                "CREATE TABLE user_data (user_id int, gender int, age int, country text, city text,"
+                " exp_group int, os text, source text)"
+            )
+        )
         conn.execute(text("CREATE TABLE post_text_df (post_id int, text text, topic text)"))
-        conn.execute(text(
-            "CREATE TABLE feed_data (timestamp timestamp, user_id int, post_id int,"
-            " action text, target smallint)"
-        ))
-        conn.execute(text(
-            "INSERT INTO user_data SELECT u, u % 2, 20 + u, 'Russia', 'Moscow', u % 5, 'iOS',"
-            " 'ads' FROM generate_series(1, 50) u"
-        ))
-        conn.execute(text(
-            "INSERT INTO post_text_df SELECT p, 'text of post ' || p, 'covid'"
-            " FROM generate_series(1, 30) p"
-        ))
-        conn.execute(text(
-            "INSERT INTO feed_data SELECT timestamp '2021-10-01' + i * interval '1 minute',"
-            " 1 + i % 50, 1 + i % 30, CASE WHEN i % 4 = 0 THEN 'like' ELSE 'view' END,"
-            " CASE WHEN i % 4 = 0 THEN 1 ELSE i % 2 END FROM generate_series(0, 399) i"
-        ))
+        conn.execute(
+            text(
+                "CREATE TABLE feed_data (timestamp timestamp, user_id int, post_id int,"
+                " action text, target smallint)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO user_data SELECT u, u % 2, 20 + u, 'Russia', 'Moscow', u % 5, 'iOS',"
+                " 'ads' FROM generate_series(1, 50) u"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO post_text_df SELECT p, 'text of post ' || p, 'covid'"
+                " FROM generate_series(1, 30) p"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO feed_data SELECT timestamp '2021-10-01' + i * interval '1 minute',"
+                " 1 + i % 50, 1 + i % 30, CASE WHEN i % 4 = 0 THEN 'like' ELSE 'view' END,"
+                " CASE WHEN i % 4 = 0 THEN 1 ELSE i % 2 END FROM generate_series(0, 399) i"
+            )
+        )
         if bad_feed_row:
-            conn.execute(text(
-                "INSERT INTO feed_data VALUES ('2021-10-02', 51, 1, 'view', 0)"
-            ))
+            conn.execute(text("INSERT INTO feed_data VALUES ('2021-10-02', 51, 1, 'view', 0)"))
     engine.dispose()
 
 

@@ -22,13 +22,14 @@ from analysis.stats.power import plan_sample_size
 from analysis.stats.sequential import sequential_test
 from analysis.stats.srm import srm_test
 
-RUNS = 1_000
+RUNS = 2_000  # >= 1,000 as required; 2,000 halves the Monte Carlo noise on the band
+BOOT_RUNS = 1_000
 ALPHA = 0.05
 BAND = (0.035, 0.065)
 
 
 def _rate(rejections: list[bool]) -> float:
-    assert len(rejections) >= RUNS
+    assert len(rejections) >= 1_000
     rate = float(np.mean(rejections))
     print(f"false-positive rate over {len(rejections)} A/A runs: {rate:.3f}")
     return rate
@@ -99,9 +100,9 @@ def test_cuped_aa_false_positive_rate():
 @pytest.mark.slow
 def test_poisson_bootstrap_aa_false_positive_rate():
     rng = np.random.default_rng(6)
-    a, b = _per_user(rng, RUNS, 200), _per_user(rng, RUNS, 200)
+    a, b = _per_user(rng, BOOT_RUNS, 200), _per_user(rng, BOOT_RUNS, 200)
     rej = []
-    for i in range(RUNS):
+    for i in range(BOOT_RUNS):
         ci = poisson_bootstrap(a[i], b[i], n_boot=200, seed=i)
         rej.append(ci.diff_ci_low > 0 or ci.diff_ci_high < 0)
     assert BAND[0] <= _rate(rej) <= BAND[1]

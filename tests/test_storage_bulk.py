@@ -40,7 +40,9 @@ def test_bulk_load_round_trips_nulls_text_json_and_microseconds(engine):
         (2, None, None, "Cyprus", "Line\nbreak", None, None, None),
         (3, 41, "M", None, None, None, None, {"x": "é"}),
     ]
-    assert got_posts[0].text == "" and got_posts[0].created_at == datetime(2024, 1, 1, 12, 0, 0, 123456)
+    assert got_posts[0].text == "" and got_posts[0].created_at == datetime(
+        2024, 1, 1, 12, 0, 0, 123456
+    )
     assert got_posts[1].topic is None and got_posts[1].created_at is None
 
 

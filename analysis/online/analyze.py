@@ -57,6 +57,7 @@ def analyze(
     """Analyse every phase of `experiment` (or only `phase`); see module doc for pooling."""
     opt = options or Options()
     with engine.connect() as conn:
+        queries.refresh_planner_stats(conn)
         phases = queries.list_phases(conn, experiment, opt.since, opt.until)
         if phase is not None:
             phases = [p for p in phases if p["config_version"] == phase]
@@ -103,6 +104,7 @@ def analyze_versions(
     the building block of `analyze`, exposed so tests can show what naive pooling does."""
     opt = options or Options()
     with engine.connect() as conn:
+        queries.refresh_planner_stats(conn)
         phases = [
             p
             for p in queries.list_phases(conn, experiment, opt.since, opt.until)

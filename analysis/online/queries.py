@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     BigInteger,
@@ -27,6 +27,7 @@ from sqlalchemy import (
     Float,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     and_,
@@ -37,7 +38,9 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
 )
+from sqlalchemy.exc import DBAPIError
 
 from analysis.online.sqlfuncs import add_seconds, day_of, json_length
 from storage.schema import LIKE, exposure_items, exposures, feed
@@ -89,10 +92,9 @@ def list_phases(conn: Connection, experiment: str, since=None, until=None) -> li
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def _liked_items(
-    cond: ColumnElement[bool], lo: datetime, hi: datetime, window_s: float
-):  # -> Subquery
-    """Per exposure (request_id): how many of its served posts the user liked in the window."""
+def _liked_items(cond: ColumnElement[bool], lo: datetime, hi: datetime, window_s: float) -> Select:
+    """Per exposure (request_id): how many of its served posts the user liked in the window.
+    Starts from the likes in [lo, hi + window) and probes exposure_items(user_id, post_id)."""
     i, f, e = exposure_items.c, feed.c, exposures.c
     return (
         select(i.request_id, func.count(distinct(i.position)).label("liked_items"))
@@ -104,20 +106,18 @@ def _liked_items(
         .where(
             f.action == LIKE,
             f.timestamp >= lo,
-            f.timestamp < add_seconds(literal(hi), literal(window_s)),
+            f.timestamp < hi + timedelta(seconds=window_s),
             f.timestamp >= i.ts,
             f.timestamp < add_seconds(i.ts, literal(window_s)),
             cond,
         )
         .group_by(i.request_id)
-        .subquery("liked")
     )
 
 
-def _exposure_sums(cond, lo, hi, window_s, keys: Sequence[ColumnElement]):
+def _exposure_sums(cond, liked: Table, keys: Sequence[ColumnElement]) -> Select:
     """Select of per-key sums over the selected exposures joined to their liked posts."""
     e = exposures.c
-    liked = _liked_items(cond, lo, hi, window_s)
     n_liked = func.coalesce(liked.c.liked_items, 0)
     return (
         select(
@@ -132,6 +132,35 @@ def _exposure_sums(cond, lo, hi, window_s, keys: Sequence[ColumnElement]):
         .where(cond)
         .group_by(*keys)
     )
+
+
+def refresh_planner_stats(conn: Connection) -> None:
+    """PostgreSQL only: ANALYZE the source tables whose statistics are stale (over 10% of
+    rows changed since the last analyze, e.g. right after a bulk load, before autovacuum got
+    to them). With stale stats the planner expects one row and picks nested loops that turn
+    a one-second join into minutes; ANALYZE samples a fixed 30k rows, so it stays cheap."""
+    if conn.dialect.name != "postgresql":
+        return
+    stale = conn.execute(
+        text(
+            "SELECT relname FROM pg_stat_user_tables WHERE relname IN "
+            "('exposures', 'exposure_items', 'feed') AND schemaname = current_schema() "
+            "AND (last_analyze IS NULL AND last_autoanalyze IS NULL "
+            "OR n_mod_since_analyze > 0.1 * GREATEST(n_live_tup, 1))"
+        )
+    ).scalars()
+    for table in stale:
+        try:
+            with conn.begin_nested():
+                conn.execute(text(f'ANALYZE "{table}"'))
+        except DBAPIError:  # not the owner: keep going with the stats there are
+            continue
+
+
+def _analyze_temp(conn: Connection, table: Table) -> None:
+    """Temporary tables are never auto-analyzed; give the planner their real size."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f'ANALYZE "{table.name}"'))
 
 
 class Workspace:
@@ -149,6 +178,20 @@ class Workspace:
             Column("user_id", BigInteger),
             Column("day", String(10)),
             *counts,
+            prefixes=["TEMPORARY"],
+        )
+        self.liked = Table(
+            f"fl_lk_{tag}",
+            self.meta,
+            Column("request_id", String(36)),
+            Column("liked_items", BigInteger),
+            prefixes=["TEMPORARY"],
+        )
+        self.pre = Table(
+            f"fl_pre_{tag}",
+            self.meta,
+            Column("user_id", BigInteger),
+            *[Column(c.name, BigInteger) for c in counts],
             prefixes=["TEMPORARY"],
         )
         self.pu = Table(
@@ -177,13 +220,15 @@ class Workspace:
         window_s: float,
         pre: tuple[datetime, datetime] | None,
     ) -> None:
-        """Fill `ud` and `pu` for the selection; lo/hi bound its exposure timestamps."""
+        """Fill `ud` and `pu` for the selection; lo/hi bound its exposure timestamps.
+
+        Liked items go to a temporary table first: its real row count lets PostgreSQL pick a
+        hash join instead of trusting a one-row estimate of the range-join aggregate."""
         self.meta.create_all(self.conn)
         e = exposures.c
-        ud_q = _exposure_sums(
-            sel.condition(), lo, hi, window_s, [e.exp_group, e.user_id, day_of(e.ts)]
-        )
-        self.conn.execute(self.ud.insert().from_select([c.name for c in self.ud.c], ud_q))
+        self._fill(self.liked, _liked_items(sel.condition(), lo, hi, window_s))
+        keys = [e.exp_group, e.user_id, day_of(e.ts)]
+        self._fill(self.ud, _exposure_sums(sel.condition(), self.liked, keys))
 
         u = self.ud.c
         agg = (
@@ -199,7 +244,10 @@ class Workspace:
         if pre is not None:
             users = select(u.user_id).distinct()
             pre_cond = and_(e.user_id.in_(users), e.ts >= pre[0], e.ts < pre[1])
-            pre_q = _exposure_sums(pre_cond, pre[0], pre[1], window_s, [e.user_id]).subquery("pre")
+            self.conn.execute(self.liked.delete())
+            self._fill(self.liked, _liked_items(pre_cond, pre[0], pre[1], window_s))
+            self._fill(self.pre, _exposure_sums(pre_cond, self.liked, [e.user_id]))
+            pre_q = self.pre
             src = agg.outerjoin(pre_q, pre_q.c.user_id == agg.c.user_id)
             pre_hr = case((pre_q.c.n_exp > 0, _f(pre_q.c.hits) / pre_q.c.n_exp), else_=0.0)
             pre_lr = case((pre_q.c.n_items > 0, _f(pre_q.c.liked) / pre_q.c.n_items), else_=0.0)
@@ -223,7 +271,11 @@ class Workspace:
             pre_lr,
             pre_liked,
         ).select_from(src)
-        self.conn.execute(self.pu.insert().from_select([c.name for c in self.pu.c], pu_q))
+        self._fill(self.pu, pu_q)
+
+    def _fill(self, table: Table, query: Select) -> None:
+        self.conn.execute(table.insert().from_select([c.name for c in table.c], query))
+        _analyze_temp(self.conn, table)
 
     # -- per-arm sufficient statistics -------------------------------------------------
 

@@ -126,8 +126,9 @@ def insert_phase(
                             "target": None,
                         }
                     )
-    conn.execute(insert(exposures), exp_rows)
-    conn.execute(insert(exposure_items), item_rows)
+    if exp_rows:
+        conn.execute(insert(exposures), exp_rows)
+        conn.execute(insert(exposure_items), item_rows)
     if like_rows:
         conn.execute(insert(feed), like_rows)
     return version

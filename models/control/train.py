@@ -198,7 +198,7 @@ def train(
 
     all_rows = _concat(per_cutoff)
     importances = dict(
-        zip(all_rows.columns, final.get_feature_importance().round(3).tolist(), strict=True)
+        zip(all_rows.columns, final.get_feature_importance(type="PredictionValuesChange").round(3).tolist(), strict=True)
     )
     covisit = CoVisitation.fit(past, t0, posts.post_ids, config.neighbours)
     out.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,9 @@ RETRIES = 3
 class Judge(Protocol):
     """Decides which served posts a user likes at a moment (the world's hidden truth)."""
 
-    def likes(self, user_id: int, post_ids: Sequence[int], at: datetime, rng: random.Random) -> list[bool]: ...
+    def likes(
+        self, user_id: int, post_ids: Sequence[int], at: datetime, rng: random.Random
+    ) -> list[bool]: ...
 
 
 @dataclass
@@ -72,9 +74,7 @@ class SimulationSummary:
         ]
         for name, arm in sorted(self.arms.items()):
             rate = arm.hits / arm.requests if arm.requests else 0.0
-            lines.append(
-                f"{name:<12}{arm.requests:>10}{arm.served:>9}{arm.likes:>8}{rate:>10.3f}"
-            )
+            lines.append(f"{name:<12}{arm.requests:>10}{arm.served:>9}{arm.likes:>8}{rate:>10.3f}")
         return "\n".join(lines)
 
 
@@ -148,8 +148,12 @@ def simulate(
     http = client or httpx.Client(base_url=base, timeout=30.0)
     try:
         for at, user_id in tqdm(plan, desc="simulating", unit=" req", disable=not progress):
-            body = _request(http, "GET", "/post/recommendations/",
-                            params={"id": user_id, "time": at.isoformat(), "limit": limit})
+            body = _request(
+                http,
+                "GET",
+                "/post/recommendations/",
+                params={"id": user_id, "time": at.isoformat(), "limit": limit},
+            )
             summary.requests += 1
             if body is None:
                 summary.errors += 1
