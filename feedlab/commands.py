@@ -82,7 +82,7 @@ def demo(
     ),
     users: int = typer.Option(300, "--users", min=10, help="Simulated users."),
     days: int = typer.Option(3, "--days", min=1, max=30, help="Simulated days of traffic."),
-    port: int = typer.Option(8000, "--port", help="Gateway port (0 = any free port)."),
+    port: int = typer.Option(8000, "--port", help="Gateway port (a free one if taken)."),
     seed: int = typer.Option(0, "--seed"),
     serve: bool = typer.Option(
         True, "--serve/--no-serve", help="Keep the gateway running after the report."

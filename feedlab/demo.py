@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -63,6 +64,15 @@ def write_config(
         )
     )
     return path
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def run_step(title: str, cmd: list[str], env: dict[str, str]) -> None:
@@ -161,7 +171,7 @@ def run_demo(
         "3/6 train the test arm (sentence embeddings)", train_cmd("test", artifacts / "test"), env
     )
     config = write_config(reports / "experiments.demo.yaml", artifacts)
-    port = port or free_port()
+    port = port if port and port_is_free(port) else free_port()
     print(f"\n== 4/6 start the gateway on 127.0.0.1:{port} ({config.name})", flush=True)
     with running_gateway(config, port, directory, env) as (proc, url):
         report = traffic_and_report(url, env, spec, directory, users=users, days=days, seed=seed)

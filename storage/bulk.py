@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import JSON, Connection, DateTime, Integer, Table
 from tqdm import tqdm
@@ -95,6 +96,13 @@ def _typed(table: Table, chunk: pd.DataFrame) -> pd.DataFrame:
 
 
 def _copy_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
+    chunk = chunk.assign(
+        **{
+            name: _int_text(chunk[name])
+            for name in chunk.columns
+            if isinstance(chunk[name].dtype, pd.Int64Dtype)
+        }
+    )
     buf = io.StringIO()
     chunk.to_csv(buf, header=False, index=False, na_rep=PG_NULL, date_format="%Y-%m-%d %H:%M:%S.%f")
     buf.seek(0)
@@ -105,6 +113,12 @@ def _copy_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
         cursor.copy_expert(sql, buf)
     finally:
         cursor.close()
+
+
+def _int_text(values: pd.Series) -> np.ndarray:
+    """Nullable ints as CSV text in one vectorised step (pandas formats Int64 cell by cell)."""
+    text = values.to_numpy(dtype=np.int64, na_value=0).astype(str).astype(object)
+    return np.where(values.isna().to_numpy(), PG_NULL, text)
 
 
 def _executemany_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:

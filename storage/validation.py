@@ -79,22 +79,31 @@ class Rows:
             self.fail(pos, column, message(value) if callable(message) else message)
 
     def missing(self, column: str) -> pd.Series:
+        """Empty cells: NULL/NaN, or the empty string."""
         values = self.frame[column]
-        if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
-            return values.isna() | (values.astype("string").str.strip() == "")
+        if _is_text(values):
+            return values.isna() | values.eq("")
         return values.isna()
 
     def integers(
         self, column: str, *, required: bool = True, low: int | None = None, high: int | None = None
     ) -> pd.Series:
-        """The column as nullable Int64; rejects text, fractions and values outside [low, high]."""
+        """The column as nullable Int64; rejects text, fractions and values outside [low, high].
+
+        Numeric dtypes (a clean CSV column parsed by pandas, a database column) take a fast
+        vectorised path; text columns are checked against an integer pattern.
+        """
         values, missing = self.frame[column], self.missing(column)
         if required:
             self._first(missing, column, "is required but empty")
         if pd.api.types.is_integer_dtype(values):
             out = values.astype("Int64")
+        elif pd.api.types.is_float_dtype(values):
+            fraction = values.notna() & (values % 1 != 0)
+            self._first(fraction, column, lambda v: f"must be an integer, got {v!r}")
+            out = values.where(~fraction).astype("Int64")
         else:
-            text = values.astype("string").str.strip()
+            text = values.astype("string")
             self._first(
                 ~missing & ~text.str.match(_INT_RE).fillna(False),
                 column,
@@ -120,42 +129,47 @@ class Rows:
         max_len: int | None = None,
         empty_is_null: bool = True,
     ) -> pd.Series:
-        """The column as stripped strings (object dtype, None for empty unless `empty_is_null`)."""
+        """The column as text (object dtype); empty cells are None, or "" if not `empty_is_null`.
+
+        Values are stored as given; only `choices` forgive surrounding whitespace.
+        """
         values, missing = self.frame[column], self.missing(column)
         if required:
             self._first(missing, column, "is required but empty")
-        text = values.astype("string").str.strip() if empty_is_null else values.astype("string")
+        text = values if _is_text(values) else values.astype("string")
+        text = text.astype(object).where(~missing, None)
         if choices is not None:
             allowed = list(choices)
+            bad = ~missing & ~text.isin(allowed)
+            if bad.any():
+                text[bad] = text[bad].str.strip()
+                bad = ~missing & ~text.isin(allowed)
             names = " or ".join(repr(c) for c in allowed)
-            self._first(
-                ~missing & ~text.isin(allowed).fillna(False),
-                column,
-                lambda v: f"must be {names}, got {v!r}",
-            )
+            self._first(bad, column, lambda v: f"must be {names}, got {v!r}")
         if max_len is not None:
             self._first(
                 text.str.len().gt(max_len).fillna(False),
                 column,
                 lambda v: f"must be at most {max_len} characters, got {len(str(v))}",
             )
-        out = text.astype(object)
-        return out.where(~missing, None) if empty_is_null else out.where(values.notna(), "")
+        return text if empty_is_null else text.where(~missing, "")
 
     def timestamps(self, column: str, *, required: bool = True) -> pd.Series:
-        """ISO 8601 text (any offset) or unix seconds, as naive UTC datetimes."""
+        """ISO 8601 text (any offset; naive means UTC) or unix seconds, as naive UTC datetimes."""
         values, missing = self.frame[column], self.missing(column)
         if required:
             self._first(missing, column, "is required but empty")
         if pd.api.types.is_datetime64_any_dtype(values):
             out = values.dt.tz_convert("UTC").dt.tz_localize(None) if values.dt.tz else values
+        elif pd.api.types.is_numeric_dtype(values):
+            out = _from_unix_seconds(values.where(~missing))
         else:
             out = _parse_time_text(values.where(~missing))
-            self._first(
-                ~missing & out.isna(),
-                column,
-                lambda v: f"must be an ISO 8601 datetime or unix seconds, got {v!r}",
-            )
+        self._first(
+            ~missing & out.isna(),
+            column,
+            lambda v: f"must be an ISO 8601 datetime or unix seconds, got {v!r}",
+        )
         out = out.astype("datetime64[us]")
         years = out.dt.year
         self._first(
@@ -184,16 +198,30 @@ class Rows:
         )
 
 
+def _is_text(values: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+
+
+def _from_unix_seconds(seconds: pd.Series) -> pd.Series:
+    """Unix seconds as datetimes; values far outside any plausible range become NaT."""
+    seconds = pd.to_numeric(seconds, errors="coerce")
+    plausible = seconds.between(-1e11, 1e11)
+    out = pd.Series(pd.NaT, index=seconds.index, dtype="datetime64[us]")
+    if plausible.any():
+        out[plausible] = pd.to_datetime(seconds[plausible], unit="s").astype("datetime64[us]")
+    return out
+
+
 def _parse_time_text(values: pd.Series) -> pd.Series:
-    text = values.astype("string").str.strip()
-    seconds = pd.to_numeric(text, errors="coerce")
-    numeric = seconds.notna()
+    """Text with a '-' is parsed as ISO 8601 (so 10-digit unix times are never read as
+    compact ISO dates); the rest as unix seconds."""
+    text = values.astype("string")
+    iso = text.str.contains("-", regex=False).fillna(False)
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
-    if numeric.any():
-        ok = numeric & seconds.between(-1e11, 1e11)
-        out[ok] = pd.to_datetime(seconds[ok], unit="s").astype("datetime64[us]")
-    rest = ~numeric & text.notna()
+    if iso.any():
+        parsed = pd.to_datetime(text[iso], format="ISO8601", utc=True, errors="coerce")
+        out[iso] = parsed.dt.tz_localize(None).astype("datetime64[us]")
+    rest = ~iso & text.notna()
     if rest.any():
-        parsed = pd.to_datetime(text[rest], format="ISO8601", utc=True, errors="coerce")
-        out[rest] = parsed.dt.tz_localize(None).astype("datetime64[us]")
+        out[rest] = _from_unix_seconds(text[rest])
     return out

@@ -6,7 +6,9 @@ same salt, traffic and weights and the caller asks for it."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,6 +42,7 @@ class Options:
     window_s: float = 3600.0
     alpha: float = 0.05
     n_boot: int = 1000
+    boot_buckets: int = 10_000
     seed: int = 0
     cuped: bool = True
     planned_users: int | None = None
@@ -57,6 +60,7 @@ def analyze(
     """Analyse every phase of `experiment` (or only `phase`); see module doc for pooling."""
     opt = options or Options()
     with engine.connect() as conn:
+        queries.tune_session(conn)
         queries.refresh_planner_stats(conn)
         phases = queries.list_phases(conn, experiment, opt.since, opt.until)
         if phase is not None:
@@ -104,6 +108,7 @@ def analyze_versions(
     the building block of `analyze`, exposed so tests can show what naive pooling does."""
     opt = options or Options()
     with engine.connect() as conn:
+        queries.tune_session(conn)
         queries.refresh_planner_stats(conn)
         phases = [
             p
@@ -122,20 +127,25 @@ def _analyze_phase(conn, experiment: str, phases: list[dict], cfg: PhaseConfig, 
     length = hi - lo
     pre = (lo - length, lo) if opt.cuped and length > timedelta(0) else None
     ws = queries.Workspace(conn)
+    timer = _Timer()
     try:
-        ws.build(sel, lo, hi, opt.window_s, pre)
-        sums = ws.arm_sums()
-        overlap = ws.users_in_several_arms()
+        with timer("per-user aggregation (SQL)"):
+            ws.build(sel, lo, hi, opt.window_s, pre)
+        with timer("per-arm sufficient statistics (SQL)"):
+            sums = ws.arm_sums()
+            overlap = ws.users_in_several_arms()
         arms = [name for name, _, _ in cfg.arms]
         control = "control" if "control" in arms else arms[0]
         srm = srm_test({a: int(s["n"]) for a, s in sums.items() if a in arms}, cfg.weights)
         comparisons = [
-            _compare(ws, sums, control, arm, opt)
+            _compare(ws, sums, control, arm, opt, timer)
             for arm in arms
             if arm != control and arm in sums and control in sums
         ]
-        daily = _daily(ws, control, [c["arm"] for c in comparisons], opt)
-        guard = queries.guardrails(conn, sel)
+        with timer("daily cumulative + sequential (SQL windows)"):
+            daily = _daily(ws, control, [c["arm"] for c in comparisons], opt)
+        with timer("guardrails (SQL percentiles)"):
+            guard = queries.guardrails(conn, sel)
     finally:
         ws.close()
     for comp in comparisons:
@@ -166,29 +176,54 @@ def _analyze_phase(conn, experiment: str, phases: list[dict], cfg: PhaseConfig, 
         "comparisons": comparisons,
         "guardrails": guard,
         "daily": daily["series"],
+        "timings_s": timer.spent,
     }
 
 
-def _compare(ws: queries.Workspace, sums: dict, control: str, arm: str, opt: Options) -> dict:
+class _Timer:
+    """Wall time per analysis step, reported beside the results (the benchmark prints it)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[step] = self.spent.get(step, 0.0) + time.perf_counter() - start
+
+
+def _compare(
+    ws: queries.Workspace, sums: dict, control: str, arm: str, opt: Options, timer: _Timer
+) -> dict:
     a, b = sums[control], sums[arm]
-    values = {
-        g: np.array(ws.per_user_values(g, ["hr", "lr", "liked", "n_items"]), dtype=float).reshape(
-            -1, 4
-        )
-        for g in (control, arm)
-    }
-    va, vb = values[control], values[arm]
+    with timer("user-bucket sums for the bootstrap (SQL)"):
+        values = {
+            g: np.array(ws.bucket_sums(g, opt.boot_buckets), dtype=float).reshape(-1, 5)
+            for g in (control, arm)
+        }
+    va, vb = values[control], values[arm]  # columns: users, hr, lr, liked, n_items
     out = []
     for i, m in enumerate(METRICS):
         row: dict = {"metric": m.key, "label": m.label, "kind": m.kind}
         if m.kind == "mean":
             ja, jb = mean_stats(a, m.column), mean_stats(b, m.column)
             main = welch_ttest(ja.a, jb.a, opt.alpha)
-            col = {"hr": 0, "lr": 1, "liked": 2}[m.column]
-            boot = poisson_bootstrap(
-                va[:, col], vb[:, col], n_boot=opt.n_boot, alpha=opt.alpha, seed=opt.seed + i
-            )
-            rank_sum, ties = ws.rank_sums(m.column, control, arm)
+            col = {"hr": 1, "lr": 2, "liked": 3}[m.column]
+            with timer("Poisson bootstrap (numpy)"):
+                boot = poisson_bootstrap(
+                    va[:, col],
+                    vb[:, col],
+                    va[:, 0],
+                    vb[:, 0],
+                    n_boot=opt.n_boot,
+                    alpha=opt.alpha,
+                    seed=opt.seed + i,
+                )
+            with timer("Mann-Whitney ranks (SQL windows)"):
+                rank_sum, ties = ws.rank_sums(m.column, control, arm)
             row["mann_whitney"] = mann_whitney(
                 a["n"], b["n"], rank_sum, ties, ja.a.mean, jb.a.mean
             ).as_dict()
@@ -198,15 +233,16 @@ def _compare(ws: queries.Workspace, sums: dict, control: str, arm: str, opt: Opt
             row["sd_control"] = math.sqrt(ja.a.var) if a["n"] > 1 else None
         elif m.kind == "ratio":
             main = ratio_ztest(ratio_stats(a), ratio_stats(b), opt.alpha)
-            boot = poisson_bootstrap(
-                va[:, 2],
-                vb[:, 2],
-                va[:, 3],
-                vb[:, 3],
-                n_boot=opt.n_boot,
-                alpha=opt.alpha,
-                seed=opt.seed + i,
-            )
+            with timer("Poisson bootstrap (numpy)"):
+                boot = poisson_bootstrap(
+                    va[:, 3],
+                    vb[:, 3],
+                    va[:, 4],
+                    vb[:, 4],
+                    n_boot=opt.n_boot,
+                    alpha=opt.alpha,
+                    seed=opt.seed + i,
+                )
         else:
             main = two_proportion_ztest(a["conv"], a["n"], b["conv"], b["n"], opt.alpha)
             boot = None

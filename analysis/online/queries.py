@@ -134,6 +134,13 @@ def _exposure_sums(cond, liked: Table, keys: Sequence[ColumnElement]) -> Select:
     )
 
 
+def tune_session(conn: Connection, work_mem: str = "256MB") -> None:
+    """PostgreSQL only: a larger work_mem for this session, so the few big sorts and hash
+    aggregates of an analysis stay in memory instead of spilling to disk."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT set_config('work_mem', :v, false)"), {"v": work_mem})
+
+
 def refresh_planner_stats(conn: Connection) -> None:
     """PostgreSQL only: ANALYZE the source tables whose statistics are stale (over 10% of
     rows changed since the last analyze, e.g. right after a bulk load, before autovacuum got
@@ -339,10 +346,26 @@ class Workspace:
         ).scalar_one()
         return float(rank_sum or 0), float(tie_term or 0)
 
-    def per_user_values(self, arm: str, columns: Sequence[str]) -> list[tuple]:
-        """Per-user values of one arm, for the Poisson bootstrap (streamed, ordered by user)."""
+    def bucket_sums(self, arm: str, buckets: int) -> list[tuple]:
+        """Per user bucket (user_id mod `buckets`) of one arm: users and the sums of hr, lr,
+        liked and n_items. Users are independent, so the bucket sums are too, and a Poisson
+        bootstrap over buckets estimates the same sampling distribution as one over users
+        (exactly the per-user bootstrap while users <= buckets) at a cost that does not grow
+        with the number of users."""
         p = self.pu.c
-        q = select(*[p[c] for c in columns]).where(p.exp_group == arm).order_by(p.user_id)
+        b = (p.user_id % buckets).label("b")
+        q = (
+            select(
+                func.count(),
+                func.sum(p.hr),
+                func.sum(p.lr),
+                func.sum(_f(p.liked)),
+                func.sum(_f(p.n_items)),
+            )
+            .where(p.exp_group == arm)
+            .group_by(b)
+            .order_by(b)
+        )
         return list(self.conn.execute(q).tuples())
 
     def daily_increments(self, moments: dict[str, Callable[[dict], ColumnElement]]) -> list[dict]:
@@ -351,25 +374,18 @@ class Workspace:
         they give the sufficient statistics of the experiment as it stood at each day's end."""
         u = self.ud.c
         sums = ("n_exp", "n_items", "hits", "liked")
-        w = {"partition_by": [u.exp_group, u.user_id], "order_by": u.day}
+        w = {"partition_by": [u.exp_group, u.user_id], "order_by": u.day, "rows": (None, 0)}
         cum = select(
             u.exp_group,
-            u.user_id,
             u.day,
-            *[func.sum(u[c]).over(**w, rows=(None, 0)).label(c) for c in sums],
+            *[u[c] for c in sums],
+            *[func.sum(u[c]).over(**w).label(f"cum_{c}") for c in sums],
         ).subquery("cum")
-        c = cum.c
-        w2 = {"partition_by": [c.exp_group, c.user_id], "order_by": c.day}
-        lagged = select(
-            c.exp_group,
-            c.day,
-            *[c[s] for s in sums],
-            *[func.lag(c[s]).over(**w2).label(f"prev_{s}") for s in sums],
-        ).subquery("lagged")
-        g = lagged.c
-        cur = {s: g[s] for s in sums}
-        prev = {s: g[f"prev_{s}"] for s in sums}
-        first = g.prev_n_exp.is_(None)
+        g = cum.c
+        # one window pass: the previous cumulative sums are the current ones minus this day
+        cur = {s: g[f"cum_{s}"] for s in sums}
+        prev = {s: g[f"cum_{s}"] - g[s] for s in sums}
+        first = g.cum_n_exp == g.n_exp
         cols = [func.sum(case((first, 1), else_=0)).label("n")]
         for name, expr in moments.items():
             d = expr(cur) - case((first, 0.0), else_=expr(prev))

@@ -45,9 +45,7 @@ def resolve_model(name_or_path: str | None) -> tuple[str, str]:
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-            raise ValueError(
-                f"embedding_model: {path} is not a sentence-transformers model folder"
-            )
+            raise ValueError(f"embedding_model: {path} is not a sentence-transformers model folder")
         return str(path.resolve()), str(path.resolve())
     return name_or_path, name_or_path
 
@@ -82,11 +80,7 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        model = self.model()
-        get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
-        )
-        return int(get_dim())
+        return int(self.model().get_embedding_dimension())
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors (an empty text gets the model's vector of "")."""
@@ -119,9 +113,7 @@ class EmbeddingCache:
 
         from storage.schema import post_embeddings as t
 
-        query = select(t.c.text_hash, t.c.dim, t.c.vector).where(
-            t.c.model_name == self.model_name
-        )
+        query = select(t.c.text_hash, t.c.dim, t.c.vector).where(t.c.model_name == self.model_name)
         n = 0
         with engine.connect() as conn:
             for h, dim, blob in conn.execute(query):

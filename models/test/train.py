@@ -151,9 +151,7 @@ def rows_at(
     ids = builder.posts.catalog.post_ids
     parts, ys, groups, columns = [], [], [], []
     for user_id in sorted(labels):
-        req = scoring_request(
-            builder, covisit, embedding, config.retrieval, user_id, cutoff, True
-        )
+        req = scoring_request(builder, covisit, embedding, config.retrieval, user_id, cutoff, True)
         if len(req.user.ts) == 0 or len(req.candidates) == 0:
             continue
         y = np.isin(ids[req.candidates], list(labels[user_id]))

@@ -56,13 +56,14 @@ def read_csv_rows(path: Path) -> Rows:
 
 
 def read_feed_batches(path: Path, chunk_rows: int = FEED_CHUNK_ROWS) -> Iterator[Rows]:
-    """feed.csv in chunks of strings; line = header line + position (one event per line)."""
+    """feed.csv in chunks; line = header line + position (one event per line)."""
     name = path.name
     try:
-        reader = pd.read_csv(
+        reader = pd.read_csv(  # clean numeric columns parse in C; validation does the rest
             path,
-            dtype=str,
+            dtype={"action": str, "event_id": str},
             keep_default_na=False,
+            na_values=[""],
             chunksize=chunk_rows,
             skip_blank_lines=False,
             encoding="utf-8-sig",
