@@ -53,7 +53,7 @@ def _generate(conn, version: str, n_exp: int, n_users: int, n_pre: int) -> None:
                      (g * 31) % :posts + 1 AS p0,
                      CASE WHEN ((g % :u + 1) * 2654435761) % 1000 < 500
                           THEN 'control' ELSE 'test' END AS grp
-              FROM generate_series(1, :n) AS g) s
+              FROM generate_series(1::bigint, :n) AS g) s
         """
         ),
         params,
@@ -70,7 +70,7 @@ def _generate(conn, version: str, n_exp: int, n_users: int, n_pre: int) -> None:
                false, 2.0
         FROM (SELECT g, :t0 - make_interval(secs => 1 + (g * 7919) % :span) AS ts,
                      (g * 31) % :posts + 1 AS p0
-              FROM generate_series(1, :npre) AS g) s
+              FROM generate_series(1::bigint, :npre) AS g) s
         """
         ),
         params | {"npre": n_pre},

@@ -21,7 +21,7 @@ from models.catalog import PostCatalog, UserProfiles
 from models.history import History, to_us
 
 DAY_US = 86_400 * 1_000_000
-WINDOWS = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+WINDOWS = {f"{d}d": timedelta(days=d) for d in (1, 3, 7, 14, 30)}
 RECENT_LIKES = 50  # a user's taste is read from their latest likes
 
 

@@ -117,6 +117,7 @@ class FeedChecker:
         return out
 
     def _event_ids(self, rows: Rows) -> pd.Series:
+        """Event ids, unique within the batch and (by 64-bit hash) across earlier batches."""
         ids = rows.strings("event_id", max_len=schema.feed.c.event_id.type.length)
         present = ids.notna()
         rows.unique(ids.where(present), "event_id")
@@ -158,9 +159,7 @@ def load_world(
                 for batch in batches:
                     bulk_load(conn, schema.feed, batch, progress=bar)
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
+            _close(batches)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("ANALYZE users, posts, feed"))
@@ -175,9 +174,14 @@ def checked(checker: FeedChecker, batches: Iterable[Rows]) -> Iterator[pd.DataFr
         for rows in batches:
             yield checker.frame(rows)
     finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
+        _close(batches)
+
+
+def _close(source: Iterable) -> None:
+    """Close a generator (and the cursor it streams from) even when it was not exhausted."""
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
 
 
 def _clear_or_refuse(conn, replace: bool) -> None:

@@ -227,3 +227,23 @@ def test_failed_load_into_an_untouched_sqlite_file_keeps_the_feed_indexes(sqlite
     with pytest.raises(ImportValidationError, match="unknown user 1"):
         import_csv(engine, users, posts, feed)
     assert feed_indexes(engine) == FEED_INDEXES
+
+
+def test_line_numbers_and_event_ids_are_checked_across_feed_chunks(sqlite_url, tmp_path):
+    from storage.engine import make_engine
+
+    users, posts, _ = good_files(tmp_path, n_feed=0)
+    rows = [["2024-01-01T00:00:00", 1 + i % 20, 1 + i % 10, "view", 0, f"e{i}"] for i in range(250)]
+    rows[230][5] = "e17"  # line 232 repeats the event id of line 19, two chunks earlier
+    feed = write_csv(tmp_path / "feed.csv", [*FEED_HEADER, "event_id"], rows)
+    engine = make_engine(sqlite_url)
+    with pytest.raises(ImportValidationError) as err:
+        import_csv(engine, users, posts, feed, chunk_rows=100)
+    assert (err.value.line, err.value.column) == (232, "event_id")
+    assert "duplicate value 'e17'" in str(err.value)
+    rows[230][5] = "e230"
+    write_csv(feed, [*FEED_HEADER, "event_id"], rows)
+    assert import_csv(engine, users, posts, feed, chunk_rows=100).views == 250
+    with engine.connect() as conn:
+        ids = conn.execute(select(schema.feed.c.event_id).order_by("id")).scalars().all()
+    assert ids == [f"e{i}" for i in range(250)]

@@ -123,6 +123,17 @@ def test_metrics_and_tests_match_scipy_on_reference_per_user_values(engine):
     )
     assert conv["test"]["p_value"] == pytest.approx(p_conv, abs=TOL)
 
+    with engine.connect() as conn:
+        lat = conn.execute(
+            select(exposures.c.latency_ms).where(
+                exposures.c.config_version == version, exposures.c.exp_group == "test"
+            )
+        ).scalars()
+        lat = np.sort(np.fromiter(lat, dtype=float))
+    guard = phase["guardrails"]["test"]
+    assert guard["latency_p50_ms"] == lat[int(np.ceil(0.5 * lat.size)) - 1]
+    assert guard["latency_p95_ms"] == lat[int(np.ceil(0.95 * lat.size)) - 1]
+
     lr = _metric(phase, "like_rate")
     pseudo = []
     for d in (b, a):
@@ -141,6 +152,8 @@ def test_sqlite_and_postgres_give_identical_results(sqlite_url, pg_url):
         report = analyze(eng, "feedx", options=OPTS)
         eng.dispose()
         report.pop("generated_at")
+        for phase in report["phases"]:
+            phase.pop("timings_s")
         reports.append(report)
     _assert_close(reports[0], reports[1])
 

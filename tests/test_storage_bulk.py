@@ -77,3 +77,31 @@ def test_timestamps_compare_equal_to_sqlalchemy_bound_datetimes(engine):
         same = select(func.count()).select_from(schema.feed).where(schema.feed.c.timestamp == at)
         assert conn.execute(before).scalar_one() == 0
         assert conn.execute(same).scalar_one() == 1
+
+
+def test_bulk_load_handles_exposure_rows_with_json_lists_and_booleans(engine):
+    exposures = pd.DataFrame(
+        {
+            "request_id": ["r1", "r2"],
+            "ts": [datetime(2024, 1, 1, 10), datetime(2024, 1, 1, 10, 0, 1, 500000)],
+            "served_at": pd.to_datetime(["2024-01-01 10:00:00", "2024-01-01 10:00:02"]),
+            "user_id": [7, 8],
+            "experiment": ["e", None],
+            "config_version": ["v1", "v1"],
+            "exp_group": ["test", "default"],
+            "model": ["test", "control"],
+            "model_version": [None, "3"],
+            "post_ids": [[3, 1, 2], []],
+            "fallback": [True, False],
+            "latency_ms": [1.25, None],
+        }
+    )
+    with engine.begin() as conn:
+        bulk_load(conn, schema.exposures, exposures)
+    with engine.connect() as conn:
+        rows = conn.execute(select(schema.exposures).order_by("request_id")).all()
+    assert [(r.post_ids, r.fallback, r.latency_ms, r.experiment) for r in rows] == [
+        ([3, 1, 2], True, 1.25, "e"),
+        ([], False, None, None),
+    ]
+    assert rows[1].ts == datetime(2024, 1, 1, 10, 0, 1, 500000)

@@ -10,7 +10,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Engine
@@ -42,7 +42,7 @@ class Options:
     window_s: float = 3600.0
     alpha: float = 0.05
     n_boot: int = 1000
-    boot_buckets: int = 10_000
+    boot_buckets: int = 2_000
     seed: int = 0
     cuped: bool = True
     planned_users: int | None = None
@@ -93,7 +93,7 @@ def analyze(
         results = [_analyze_phase(conn, experiment, ph, cfg, opt) for ph, cfg in groups]
     return {
         "experiment": experiment,
-        "generated_at": datetime.utcnow().replace(microsecond=0).isoformat(),
+        "generated_at": datetime.now(UTC).replace(microsecond=0, tzinfo=None).isoformat(),
         "window_s": opt.window_s,
         "alpha": opt.alpha,
         "notes": notes,

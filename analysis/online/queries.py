@@ -399,8 +399,8 @@ class Workspace:
 
 
 def guardrails(conn: Connection, sel: Selection) -> dict[str, dict[str, float | None]]:
-    """Exposure-level guardrails per arm: count, fallback rate, latency mean/p50/p95
-    (nearest-rank percentiles from window functions, exact on both backends)."""
+    """Exposure-level guardrails per arm: count, fallback rate (the gateway's error signal:
+    a failed arm model is served a fallback list), latency mean and nearest-rank p50/p95."""
     e = exposures.c
     cond = sel.condition()
     base = {
@@ -420,29 +420,55 @@ def guardrails(conn: Connection, sel: Selection) -> dict[str, dict[str, float | 
             .group_by(e.exp_group)
         )
     }
+    for group, p50, p95 in _latency_percentiles(conn, cond):
+        base.setdefault(group, {}).update(
+            latency_p50_ms=None if p50 is None else float(p50),
+            latency_p95_ms=None if p95 is None else float(p95),
+        )
+    for g in base.values():
+        g.setdefault("latency_p50_ms", None)
+        g.setdefault("latency_p95_ms", None)
+    return base
+
+
+def _latency_percentiles(conn: Connection, cond: ColumnElement[bool]) -> list[tuple]:
+    """(arm, p50, p95) by the nearest-rank definition (the ceil(p * n)-th smallest value).
+
+    PostgreSQL's percentile_disc is exactly that and sorts once per arm; SQLite has no
+    ordered-set aggregates, so there the rank is found with window functions. Same numbers."""
+    e = exposures.c
+    lat = e.latency_ms
+    if conn.dialect.name == "postgresql":
+        q = (
+            select(
+                e.exp_group,
+                func.percentile_disc(0.5).within_group(lat),
+                func.percentile_disc(0.95).within_group(lat),
+            )
+            .where(cond, lat.is_not(None))
+            .group_by(e.exp_group)
+        )
+        return list(conn.execute(q).tuples())
     ranked = (
         select(
             e.exp_group,
-            e.latency_ms,
-            func.row_number().over(partition_by=e.exp_group, order_by=e.latency_ms).label("rn"),
+            lat,
+            func.row_number().over(partition_by=e.exp_group, order_by=lat).label("rn"),
             func.count().over(partition_by=e.exp_group).label("cnt"),
         )
-        .where(cond, e.latency_ms.is_not(None))
+        .where(cond, lat.is_not(None))
         .subquery()
     )
     r = ranked.c
     p50 = (r.cnt * 50 + 99) // 100
     p95 = (r.cnt * 95 + 99) // 100
-    q = select(r.exp_group, r.latency_ms, r.rn == p50, r.rn == p95).where(
-        or_(r.rn == p50, r.rn == p95)
+    q = (
+        select(
+            r.exp_group,
+            func.max(case((r.rn == p50, r.latency_ms))),
+            func.max(case((r.rn == p95, r.latency_ms))),
+        )
+        .where(or_(r.rn == p50, r.rn == p95))
+        .group_by(r.exp_group)
     )
-    for group, lat, is50, is95 in conn.execute(q):
-        g = base.setdefault(group, {})
-        if is50:
-            g["latency_p50_ms"] = float(lat)
-        if is95:
-            g["latency_p95_ms"] = float(lat)
-    for g in base.values():
-        g.setdefault("latency_p50_ms", None)
-        g.setdefault("latency_p95_ms", None)
-    return base
+    return list(conn.execute(q).tuples())

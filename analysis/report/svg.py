@@ -33,7 +33,7 @@ def forest(
 ) -> str:
     """One horizontal CI bar per row: (label, estimate, low, high); a zero line for reference."""
     rows = [r for r in rows if _finite(r[1], r[2], r[3])]
-    row_h, left, right, top = 34, 250, 30, 34
+    row_h, left, right, top = 34, 130, 150, 34
     height = top + row_h * max(len(rows), 1) + 30
     if not rows:
         return _empty(title, width)
@@ -59,7 +59,8 @@ def forest(
             f'<text x="{x(high) + 6:.1f}" y="{y - 6:.1f}" font-size="10" fill="{INK}">'
             f"{escape(fmt(est))} [{escape(fmt(low))}, {escape(fmt(high))}]</text>"
         )
-    for v in (lo, 0.0, hi):
+    ticks = [lo, hi] + ([0.0] if min(x(0) - x(lo), x(hi) - x(0)) > 40 else [])
+    for v in ticks:
         parts.append(
             f'<text x="{x(v):.1f}" y="{height - 8}" font-size="10" text-anchor="middle" '
             f'fill="{INK}">{escape(fmt(v))}</text>'
@@ -79,7 +80,7 @@ def line_band(
 ) -> str:
     """Lines over x = labels, each with a shaded (low, high) band; `dashed` adds plain dashed
     lines (e.g. sequential boundaries)."""
-    left, right, top, bottom = 60, 20, 34, 40
+    left, right, top, bottom = 60, 40, 34, 40
     pts = [v for s in series.values() for t in s for v in t if _finite(v)]
     pts += [v for s in (dashed or {}).values() for v in s if _finite(v)]
     if not labels or not pts:
@@ -132,10 +133,11 @@ def line_band(
                 f'<text x="{x(i) - 4:.1f}" y="{y(v) - 6:.1f}" font-size="10" '
                 f'text-anchor="end" fill="{BAD}">{escape(name)}</text>'
             )
-    step = max(1, n // 8)
-    for i in range(0, n, step):
+    step = max(1, n // 5)
+    for i in [*(i for i in range(0, n - 1, step) if i <= n - 1 - step / 2), n - 1]:
+        anchor = "end" if i == n - 1 and n > 1 else "middle"
         parts.append(
-            f'<text x="{x(i):.1f}" y="{height - 14}" font-size="10" text-anchor="middle" '
+            f'<text x="{x(i):.1f}" y="{height - 14}" font-size="10" text-anchor="{anchor}" '
             f'fill="{INK}">{escape(labels[i])}</text>'
         )
     parts.append("</svg>")

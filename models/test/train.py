@@ -255,13 +255,13 @@ def train(
         }
         bar.update()
         final = _ranker(config, best)
-        final.fit(Rows.concat(per_cutoff).pool())
+        all_rows = Rows.concat(per_cutoff)
+        all_pool = all_rows.pool()
+        final.fit(all_pool)
         bar.update()
 
-    all_rows = Rows.concat(per_cutoff)
-    importances = dict(
-        zip(all_rows.columns, final.get_feature_importance().round(3).tolist(), strict=True)
-    )
+    importance = final.get_feature_importance(data=all_pool).round(4).tolist()
+    importances = dict(zip(all_rows.columns, importance, strict=True))
     covisit = CoVisitation.fit(past, t0, posts.post_ids, config.neighbours)
     out.mkdir(parents=True, exist_ok=True)
     final.save_model(str(out / "model.cbm"))

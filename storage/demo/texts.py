@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from storage.validation import ImportValidationError
+
 # topic -> (topic-wide phrases, {sub-theme: phrases})
 VOCABULARY: dict[str, tuple[list[str], dict[str, list[str]]]] = {
     "business": (
@@ -427,14 +429,13 @@ def real_posts(
 ) -> PostTexts:
     """`n_posts` articles sampled from a CSV (title, text, category or topic) with sub-themes
     found per topic by TF-IDF + NMF over the articles' words (argmax component)."""
-    from sklearn.decomposition import NMF
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     topic_column = "topic" if "topic" in table.columns else "category"
     for column in ("text", topic_column):
         if column not in table.columns:
-            raise ValueError(f"{path.name}: missing column {column!r} (need text and category)")
+            raise ImportValidationError(
+                path.name, 1, None, f"missing column {column!r} (need text and category or topic)"
+            )
     title = table["title"] if "title" in table.columns else ""
     table = table.assign(full=(title + "\n\n" + table["text"]).str.strip())
     pick = np.sort(rng.choice(len(table), size=min(n_posts, len(table)), replace=False))
@@ -442,12 +443,29 @@ def real_posts(
     subtheme = np.zeros(len(table), dtype=np.int64)
     subthemes: dict[str, list[str]] = {}
     for topic, rows in table.groupby(topic_column, sort=True):
-        k = max(1, min(n_subthemes, len(rows) // 10))
-        words = TfidfVectorizer(stop_words="english", max_df=0.5, min_df=2, max_features=5000)
-        matrix = words.fit_transform(rows["full"])
-        nmf = NMF(n_components=k, init="nndsvd", random_state=seed, max_iter=400)
-        weights = nmf.fit_transform(matrix)
-        subtheme[rows.index.to_numpy()] = weights.argmax(axis=1)
-        vocab = np.asarray(words.get_feature_names_out())
-        subthemes[topic] = ["/".join(vocab[np.argsort(c)[::-1][:3]]) for c in nmf.components_]
+        labels, names = _word_clusters(
+            rows["full"], max(1, min(n_subthemes, len(rows) // 10)), seed
+        )
+        subtheme[rows.index.to_numpy()] = labels
+        subthemes[str(topic)] = names
     return PostTexts(table["full"].tolist(), table[topic_column].tolist(), subtheme, subthemes)
+
+
+def _word_clusters(texts: pd.Series, k: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Sub-theme = argmax NMF component of TF-IDF over words that are neither rare (< 3% of the
+    topic's articles: single stories) nor common (> 30%: the topic itself)."""
+    from sklearn.decomposition import NMF
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    words = TfidfVectorizer(
+        stop_words="english", max_df=0.3, min_df=0.03, sublinear_tf=True, max_features=5000
+    )
+    try:
+        matrix = words.fit_transform(texts)
+    except ValueError:  # too few articles to leave any word in that band: one sub-theme
+        return np.zeros(len(texts), dtype=np.int64), ["all"]
+    k = min(k, matrix.shape[1])
+    nmf = NMF(n_components=k, init="nndsvd", random_state=seed, max_iter=400)
+    labels = nmf.fit_transform(matrix).argmax(axis=1)
+    vocab = np.asarray(words.get_feature_names_out())
+    return labels, ["/".join(vocab[np.argsort(c)[::-1][:3]]) for c in nmf.components_]

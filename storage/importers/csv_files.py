@@ -81,7 +81,13 @@ def read_feed_batches(path: Path, chunk_rows: int = FEED_CHUNK_ROWS) -> Iterator
 
 
 def import_csv(
-    engine: Engine, users_csv: Path, posts_csv: Path, feed_csv: Path, *, replace: bool = False
+    engine: Engine,
+    users_csv: Path,
+    posts_csv: Path,
+    feed_csv: Path,
+    *,
+    replace: bool = False,
+    chunk_rows: int = FEED_CHUNK_ROWS,
 ) -> ImportSummary:
     """Validate users and posts fully, then stream-validate and load the feed in one transaction."""
     users = users_frame(read_csv_rows(users_csv))
@@ -90,7 +96,7 @@ def import_csv(
         engine,
         users,
         posts,
-        lambda checker: checked(checker, read_feed_batches(feed_csv)),
+        lambda checker: checked(checker, read_feed_batches(feed_csv, chunk_rows)),
         replace=replace,
         desc=feed_csv.name,
     )

@@ -1,0 +1,122 @@
+"""Render a demo report (synthetic experiment with a deliberate SRM in one phase) to HTML and
+screenshot it with headless Chromium:
+
+    .venv/bin/python -m analysis.report.screenshot [--out-dir DIR] [--chromium chromium]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+
+from analysis.online.analyze import Options, analyze
+from analysis.online.synthetic import PhaseSpec, config_yaml, insert_phase, store_config
+from analysis.report.html import render_html
+from storage.engine import make_engine
+from storage.schema import exposures
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+)
+
+
+def demo_report(db_url: str) -> dict:
+    """Two phases: a clean 50/50 phase with a real lift, then a phase whose users do not
+    match the configured split (SRM)."""
+    engine = make_engine(db_url)
+    t0 = datetime(2024, 5, 1)
+    with engine.begin() as conn:
+        insert_phase(
+            conn,
+            "bert_vs_catboost",
+            PhaseSpec(
+                weights={"control": 50, "test": 50},
+                like_prob={"control": 0.22, "test": 0.27},
+                start=t0,
+                days=7,
+                users=1500,
+                salt="bert-vs-catboost-1",
+                latency_ms={"control": 3.0, "test": 4.5},
+            ),
+            seed=1,
+        )
+        skewed = insert_phase(
+            conn,
+            "bert_vs_catboost",
+            PhaseSpec(
+                weights={"control": 60, "test": 40},
+                like_prob={"control": 0.22, "test": 0.24},
+                start=t0 + timedelta(days=7),
+                days=4,
+                users=1000,
+                first_user=100_000,
+                salt="bert-vs-catboost-2",
+            ),
+            seed=2,
+            pre_period=False,
+        )
+        claimed = store_config(
+            conn,
+            config_yaml("bert_vs_catboost", "bert-vs-catboost-2", {"control": 50, "test": 50}),
+            t0 + timedelta(days=7),
+        )
+        conn.execute(
+            update(exposures)
+            .where(exposures.c.config_version == skewed)
+            .values(config_version=claimed)
+        )
+    report = analyze(engine, "bert_vs_catboost", options=Options(n_boot=500))
+    engine.dispose()
+    return report
+
+
+def screenshot(html_path: Path, png_path: Path, chromium: str = "chromium") -> None:
+    exe = shutil.which(chromium)
+    if exe is None:
+        raise SystemExit(f"{chromium} not found (apt-get install -y chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [
+                exe,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--screenshot={png_path}",
+                "--window-size=1200,2000",
+                html_path.resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out-dir", type=Path, default=Path("benchmarks/out"))
+    ap.add_argument("--chromium", default="chromium")
+    args = ap.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = demo_report(f"sqlite:///{Path(tmp) / 'demo.db'}")
+    html = args.out_dir / "analysis_report.html"
+    html.write_text(render_html(report), encoding="utf-8")
+    png = args.out_dir / "analysis_report.png"
+    screenshot(html, png, args.chromium)
+    print(f"report: {html}\nscreenshot: {png}")
+
+
+if __name__ == "__main__":
+    main()

