@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "experiments.cli",
     "gateway.cli",
     "analysis.online.cli",
+    "models.cli",
+    "analysis.offline.cli",
 ]
 
 

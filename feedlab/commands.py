@@ -87,12 +87,22 @@ def demo(
     serve: bool = typer.Option(
         True, "--serve/--no-serve", help="Keep the gateway running after the report."
     ),
+    world_users: int = typer.Option(2000, "--world-users", min=50, help="Users in the world."),
+    world_posts: int = typer.Option(1000, "--world-posts", min=50, help="Posts in the world."),
 ) -> None:
     """Build the demo world, train both arms, serve, simulate traffic, analyse, report."""
     from feedlab.demo import DemoError, run_demo
 
     try:
-        run_demo(directory, users=users, days=days, port=port, seed=seed, serve=serve)
+        run_demo(
+            directory,
+            users=users,
+            days=days,
+            port=port,
+            seed=seed,
+            serve=serve,
+            world=(world_users, world_posts),
+        )
     except DemoError as exc:
         typer.secho(f"demo failed: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

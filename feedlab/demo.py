@@ -15,12 +15,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 EXPERIMENT = "bert_vs_catboost"
 MARKER = "feedlab.db-demo"
+WORLD_SIZE = (2000, 1000)
+"""Demo world (users, posts): big enough for a clear result, small enough to train in minutes."""
 HEALTH_TIMEOUT_S = 300.0
 FLUSH_TIMEOUT_S = 60
 DEMO_CONFIG = """\
@@ -105,6 +108,22 @@ def serve_args(config: Path, port: int, spool: Path) -> list[str]:
     ]
 
 
+def training_cutoff(db_url: str) -> datetime:
+    """Train on the whole stored history: the cutoff is the midnight after its last event, which
+    is also where the simulated days begin."""
+    from storage.demo.simulate import history_end, next_midnight
+    from storage.engine import make_engine
+
+    engine = make_engine(db_url, migrate=False)
+    try:
+        end = history_end(engine)
+    finally:
+        engine.dispose()
+    if end is None:
+        raise DemoError("the demo world has no feed events")
+    return next_midnight(end)
+
+
 def wait_for_exposures(db_url: str, expected: int) -> int:
     """Exposures are logged asynchronously: wait (bounded) until all responses are stored."""
     from storage.engine import make_engine
@@ -145,8 +164,9 @@ def run_demo(
     port: int = 8000,
     seed: int = 0,
     serve: bool = True,
+    world: tuple[int, int] = WORLD_SIZE,
 ) -> Path:
-    """Every step of the demo; returns the HTML report's path."""
+    """Every step of the demo; returns the HTML report's path. `world` = (users, posts)."""
     from gateway.testing import free_port
 
     directory = directory.resolve()
@@ -159,16 +179,22 @@ def run_demo(
     artifacts.mkdir(exist_ok=True)
     started = time.monotonic()
 
+    world_args = ["--users", str(world[0]), "--posts", str(world[1]), "--seed", str(seed)]
     run_step(
         "1/6 build the demo world",
-        feedlab_cmd("demo-data", "--seed", str(seed), "--spec-out", str(spec)),
+        feedlab_cmd("demo-data", *world_args, "--spec-out", str(spec)),
+        env,
+    )
+    t0 = ["--t0", training_cutoff(env["FEEDLAB_DATABASE_URL"]).isoformat()]
+    run_step(
+        "2/6 train the control arm (CatBoost)",
+        train_cmd("control", artifacts / "control", *t0),
         env,
     )
     run_step(
-        "2/6 train the control arm (CatBoost)", train_cmd("control", artifacts / "control"), env
-    )
-    run_step(
-        "3/6 train the test arm (sentence embeddings)", train_cmd("test", artifacts / "test"), env
+        "3/6 train the test arm (sentence embeddings)",
+        train_cmd("test", artifacts / "test", *t0),
+        env,
     )
     config = write_config(reports / "experiments.demo.yaml", artifacts)
     port = port if port and port_is_free(port) else free_port()

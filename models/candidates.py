@@ -15,7 +15,7 @@ import numpy as np
 from scipy import sparse
 
 from models.features import PostStats, UserState
-from models.history import History, IdIndex
+from models.history import History
 
 
 class CoVisitation:
@@ -62,22 +62,6 @@ class CoVisitation:
     @classmethod
     def load(cls, path: Path) -> CoVisitation:
         return cls(sparse.load_npz(path))
-
-    def reindexed(self, old_ids: np.ndarray, new_ids: np.ndarray) -> CoVisitation:
-        """The same similarities over another catalog (posts missing from `old_ids` get no
-        neighbours; posts missing from `new_ids` are dropped)."""
-        if np.array_equal(old_ids, new_ids):
-            return self
-        index = IdIndex()
-        index.add(new_ids)
-        where = index.lookup(old_ids)
-        co = self.similarity.tocoo()
-        rows, cols = where[co.row], where[co.col]
-        keep = (rows >= 0) & (cols >= 0)
-        n = len(new_ids)
-        return CoVisitation(
-            sparse.csr_matrix((co.data[keep], (rows[keep], cols[keep])), shape=(n, n))
-        )
 
 
 def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:

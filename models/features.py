@@ -317,9 +317,7 @@ class FeatureBuilder:
 
     def user_state(self, user_id: int, at: datetime) -> UserState:
         ts, post_ids, is_like = self.history.user_events_before(user_id, at)
-        return UserState(
-            user_id, to_us(at), ts, self.posts.catalog.index.lookup(post_ids), is_like
-        )
+        return UserState(user_id, to_us(at), ts, self.posts.catalog.index.lookup(post_ids), is_like)
 
     def request(
         self,

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from feedlab.demo import feedlab_cmd, serve_args, train_cmd, write_config
+from feedlab.demo import feedlab_cmd, serve_args, train_cmd, training_cutoff, write_config
 from gateway.testing import free_port, serve_subprocess
 from storage.demo import simulate as sim
 from storage.engine import make_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-WORLD = ["--users", "400", "--posts", "400", "--days", "21", "--seed", "11"]
-USERS, DAYS, REQUESTS_PER_DAY = 400, 3, 3
+WORLD = ["--users", "300", "--posts", "300", "--days", "28", "--seed", "11"]
+TRAIN = ["--iterations", "150"]
+USERS, DAYS, REQUESTS_PER_DAY = 300, 2, 3
 
 
 def run(cmd: list[str], env: dict[str, str]) -> str:
@@ -76,8 +77,9 @@ def test_test_arm_wins_and_an_aa_test_finds_nothing(pg_url: str, tmp_path: Path)
     spec = tmp_path / "world.json"
     run(feedlab_cmd("demo-data", *WORLD, "--spec-out", str(spec)), env)
     artifacts = tmp_path / "artifacts"
+    t0 = training_cutoff(pg_url)
     for arm in ("control", "test"):
-        run(train_cmd(arm, artifacts / arm), env)
+        run(train_cmd(arm, artifacts / arm, "--t0", t0.isoformat(), *TRAIN), env)
 
     ab = write_config(tmp_path / "e2e_ab.yaml", artifacts, experiment="e2e_ab")
     phase = run_experiment(ab, spec, env, tmp_path, seed=1)

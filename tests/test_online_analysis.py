@@ -265,6 +265,7 @@ def _simpson_world(conn) -> tuple[str, str]:
     return v1, v2
 
 
+@pytest.mark.slow
 def test_split_change_is_reported_per_phase_and_pooling_would_be_wrong(engine):
     with engine.begin() as conn:
         v1, v2 = _simpson_world(conn)

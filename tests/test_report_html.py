@@ -11,6 +11,8 @@ from analysis.report.html import render_html
 from analysis.report.screenshot import demo_report
 from analysis.report.serialize import to_json
 
+pytestmark = pytest.mark.slow  # the demo experiment takes ~10 s to build and analyse
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:

@@ -30,9 +30,7 @@ AT = world.T0 + timedelta(days=3)
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("testarm") / "artifact"
-    train(
-        world.history(), world.catalog(), world.profiles(), world.T0, out, CONFIG, progress=False
-    )
+    train(world.history(), world.catalog(), world.profiles(), world.T0, out, CONFIG, progress=False)
     return out
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.candidates import CandidateConfig, CoVisitation
+from models.candidates import CandidateConfig
 from models.catalog import PostCatalog, UserProfiles
-from models.control.model import ControlRecommender
+from models.control.model import ControlRecommender, DailyCoVisitation
 from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
 from models.history import History
 
@@ -27,7 +27,7 @@ def load(
     users: UserProfiles | None = None,
 ) -> ControlRecommender:
     """The trained control model on `history`; `posts` (the live catalog) may hold posts the
-    artifact never saw: they get text vectors now and no co-visitation neighbours. `users`
+    artifact never saw: they get text vectors now (co-visitation is refitted daily anyway). `users`
     defaults to the profiles stored at training time."""
     from catboost import CatBoost
 
@@ -46,7 +46,7 @@ def load(
         table = PostTable.build(catalog, text_model, meta["topic_vocab"])
         known = catalog.index.lookup(saved_ids)
         table.text_vectors[known[known >= 0]] = saved["text_vectors"][known >= 0]
-    covisit = CoVisitation.load(path / "covisit.npz").reindexed(saved_ids, catalog.post_ids)
+    covisit = DailyCoVisitation(history, catalog.post_ids, meta["config"]["neighbours"])
     ranker = CatBoost()
     ranker.load_model(str(path / "model.cbm"))
     encoder = ProfileEncoder(**meta["profile_encoder"])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+import threading
+from collections import OrderedDict
 from collections.abc import Collection
 from datetime import datetime
 
@@ -9,6 +13,8 @@ import numpy as np
 
 from models.candidates import CandidateConfig, CoVisitation, generate
 from models.features import FeatureBuilder, Request, UserState
+from models.history import History
+from models.history import History
 
 
 def covisit_scores(covisit: CoVisitation, user: UserState) -> dict[str, np.ndarray]:
@@ -42,6 +48,34 @@ def scoring_request(
     return builder.request(user_id, at, candidates, scores, user=user)
 
 
+class DailyCoVisitation:
+    """Co-visitation refitted per day: the one used at `at` is fitted on likes before the
+    midnight starting `at`'s day, so it is point-in-time and at most a day stale (training
+    fits one per cutoff day the same way; a fixed fit would go stale and skew serving from
+    training). Keeps the last few days."""
+
+    KEEP = 4
+
+    def __init__(self, history: History, catalog_ids: np.ndarray, neighbours: int) -> None:
+        self.history = history
+        self.catalog_ids = catalog_ids
+        self.neighbours = neighbours
+        self._fits: OrderedDict[datetime, CoVisitation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def at(self, at: datetime) -> CoVisitation:
+        day = datetime(at.year, at.month, at.day)
+        with self._lock:
+            fit = self._fits.get(day)
+            if fit is None:
+                fit = CoVisitation.fit(self.history, day, self.catalog_ids, self.neighbours)
+                self._fits[day] = fit
+                while len(self._fits) > self.KEEP:
+                    self._fits.popitem(last=False)
+            self._fits.move_to_end(day)
+            return fit
+
+
 class ControlRecommender:
     """CatBoost over classic point-in-time features; one instance serves many threads."""
 
@@ -50,7 +84,7 @@ class ControlRecommender:
     def __init__(
         self,
         builder: FeatureBuilder,
-        covisit: CoVisitation,
+        covisit: DailyCoVisitation,
         ranker: object,
         columns: list[str],
         config: CandidateConfig,
@@ -68,7 +102,7 @@ class ControlRecommender:
         self, user_id: int, at: datetime, limit: int, exclude: Collection[int] | None = None
     ) -> list[int]:
         req = scoring_request(
-            self.builder, self.covisit, self.config, user_id, at, False, exclude
+            self.builder, self.covisit.at(at), self.config, user_id, at, False, exclude
         )
         if len(req.candidates) == 0:
             return []

@@ -21,7 +21,7 @@ import numpy as np
 
 from models.candidates import CandidateConfig, CoVisitation
 from models.catalog import PostCatalog, UserProfiles
-from models.control.model import scoring_request
+from models.control.model import DailyCoVisitation, scoring_request
 from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
 from models.history import History
 
@@ -166,8 +166,9 @@ def train(
 
     per_cutoff: list[Rows] = []
     offset = 0
+    daily = DailyCoVisitation(past, posts.post_ids, config.neighbours)
     for c in tqdm(points, desc="control: training rows", disable=not progress):
-        covisit = CoVisitation.fit(past, c, posts.post_ids, config.neighbours)
+        covisit = daily.at(c)
         rows = rows_at(past, builder, covisit, c, config, offset)
         if rows is not None:
             per_cutoff.append(rows)
@@ -198,14 +199,16 @@ def train(
 
     all_rows = _concat(per_cutoff)
     importances = dict(
-        zip(all_rows.columns, final.get_feature_importance(type="PredictionValuesChange").round(3).tolist(), strict=True)
+        zip(
+            all_rows.columns,
+            final.get_feature_importance(type="PredictionValuesChange").round(3).tolist(),
+            strict=True,
+        )
     )
-    covisit = CoVisitation.fit(past, t0, posts.post_ids, config.neighbours)
     out.mkdir(parents=True, exist_ok=True)
     final.save_model(str(out / "model.cbm"))
     text_model.save(out / "text_svd.pkl")
     users.save(out / "users.pkl")
-    covisit.save(out / "covisit.npz")
     np.savez(
         out / "posts.npz",
         post_ids=posts.post_ids,

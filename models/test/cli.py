@@ -59,13 +59,19 @@ def run_train(
     try:
         history = History.from_engine(engine)
         if len(history) == 0:
-            raise typer.BadParameter("the feed table is empty: import data first", param_hint="--url")
+            raise typer.BadParameter(
+                "the feed table is empty: import data first", param_hint="--url"
+            )
         posts = PostCatalog.from_engine(engine)
         users = UserProfiles.from_engine(engine)
         start = median_time(history) if t0 is None else from_us(to_us(t0))
-        config = TrainConfig(embedding_model=embedding_model or DEFAULT_MODEL, iterations=iterations)
+        config = TrainConfig(
+            embedding_model=embedding_model or DEFAULT_MODEL, iterations=iterations
+        )
         try:
-            return train(history, posts, users, start, out, config, engine=engine, progress=progress)
+            return train(
+                history, posts, users, start, out, config, engine=engine, progress=progress
+            )
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--t0") from None
     finally:

@@ -16,37 +16,74 @@ import numpy as np
 from models.features import DAY_US, Request, UserState
 
 RECENT_LIKES = 10
+RECENT_SEEN = 60
+PROFILE_EVENTS = 200  # older likes weigh < 1% at the default half-life anyway
+KNN = 10
 
 
 @dataclass(frozen=True)
 class TasteConfig:
     half_life_days: float = 30.0
     recent: int = RECENT_LIKES
+    recent_seen: int = RECENT_SEEN
+    knn: int = KNN
 
 
 @dataclass(frozen=True)
 class Taste:
     """`profile`: unit vector (zeros for a user without likes); `recent`: latest liked
-    vectors, newest last."""
+    vectors, newest last; `passed`: the same profile of posts seen but not liked; `seen` and
+    `seen_liked`: the latest distinct posts seen, and whether each was liked."""
 
     profile: np.ndarray
     recent: np.ndarray
     n_likes: int
+    passed: np.ndarray
+    seen: np.ndarray
+    seen_liked: np.ndarray
 
 
 def user_taste(vectors: np.ndarray, user: UserState, config: TasteConfig) -> Taste:
     """The taste of `user` from likes strictly before `user.at_us` (UserState holds no more)."""
-    dim = vectors.shape[1]
-    like = user.is_like & (user.positions >= 0) & (user.ts < user.at_us)
-    liked, ts = user.positions[like], user.ts[like]
-    if len(liked) == 0:
-        return Taste(np.zeros(dim, np.float32), np.empty((0, dim), np.float32), 0)
-    age_days = (user.at_us - ts) / DAY_US
-    weights = np.exp2(-age_days / config.half_life_days).astype(np.float32)
-    profile = weights @ vectors[liked]
-    norm = float(np.linalg.norm(profile))
-    profile = profile / norm if norm > 0 else profile
-    return Taste(profile.astype(np.float32), vectors[liked[-config.recent :]], len(liked))
+    known = (user.positions >= 0) & (user.ts < user.at_us)
+    positions, ts, like = user.positions[known], user.ts[known], user.is_like[known]
+    n_likes = int(like.sum())
+    positions, ts, like = (
+        positions[-4 * PROFILE_EVENTS :],
+        ts[-4 * PROFILE_EVENTS :],
+        like[-4 * PROFILE_EVENTS :],
+    )
+    liked_set = np.unique(positions[like])
+    # latest event per post, newest last
+    rev_positions = positions[::-1]
+    _, first_rev = np.unique(rev_positions, return_index=True)
+    last = np.sort(len(positions) - 1 - first_rev)
+    seen = positions[last][-config.recent_seen :]
+    seen_liked = np.isin(seen, liked_set)
+    not_liked = ~np.isin(positions[last], liked_set)
+    passed = positions[last][not_liked][-PROFILE_EVENTS:]
+    passed_ts = ts[last][not_liked][-PROFILE_EVENTS:]
+    liked, liked_ts = positions[like][-PROFILE_EVENTS:], ts[like][-PROFILE_EVENTS:]
+    return Taste(
+        profile=_weighted_mean(vectors, liked, user.at_us - liked_ts, config.half_life_days),
+        recent=vectors[liked[-config.recent :]],
+        n_likes=n_likes,
+        passed=_weighted_mean(vectors, passed, user.at_us - passed_ts, config.half_life_days),
+        seen=vectors[seen],
+        seen_liked=seen_liked,
+    )
+
+
+def _weighted_mean(
+    vectors: np.ndarray, positions: np.ndarray, age_us: np.ndarray, half_life_days: float
+) -> np.ndarray:
+    """Unit-length recency-weighted mean of `vectors[positions]` (zeros when empty)."""
+    if len(positions) == 0:
+        return np.zeros(vectors.shape[1], np.float32)
+    weights = np.exp2(-(age_us / DAY_US) / half_life_days).astype(np.float32)
+    mean = weights @ vectors[positions]
+    norm = float(np.linalg.norm(mean))
+    return (mean / norm if norm > 0 else mean).astype(np.float32)
 
 
 def profile_scores(vectors: np.ndarray, taste: Taste) -> np.ndarray:
@@ -77,17 +114,33 @@ class EmbeddingFeatures:
             recent_max, recent_mean, last = sims.max(axis=1), sims.mean(axis=1), sims[:, -1]
         else:
             recent_max = recent_mean = last = np.zeros(len(c), np.float32)
+        passed = cand @ taste.passed
         out = {
             "emb_cos_profile": cos,
+            "emb_cos_passed": passed,
+            "emb_cos_contrast": cos - passed,
             "emb_max_recent": recent_max,
             "emb_mean_recent": recent_mean,
             "emb_sim_last": last,
+            "emb_knn_like_rate": self._knn_like_rate(cand, taste),
             "emb_user_likes": np.full(len(c), float(taste.n_likes), np.float32),
         }
         for name in ("emb_cos_profile", "emb_max_recent"):
             out[f"{name}_z"] = _zscore(out[name])
             out[f"{name}_rank"] = _rank(out[name])
         return {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+    def _knn_like_rate(self, cand: np.ndarray, taste: Taste) -> np.ndarray:
+        """Similarity-weighted share liked among the candidate's nearest posts the user saw:
+        the user's own verdict on similar posts (seen-but-not-liked ones count against)."""
+        if len(taste.seen) == 0:
+            return np.full(len(cand), 0.5, np.float32)
+        sims = cand @ taste.seen.T
+        k = min(self.config.knn, sims.shape[1])
+        near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        weight = np.maximum(np.take_along_axis(sims, near, axis=1), 0) + 1e-3
+        liked = taste.seen_liked[near].astype(np.float32)
+        return (weight * liked).sum(axis=1) / weight.sum(axis=1)
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,122 @@
+"""One offline evaluation run: the protocol's pairs, the baselines, the models, a table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from analysis.offline.evaluate import (
+    DEFAULT_K,
+    DEFAULT_WINDOW,
+    Result,
+    evaluate,
+    evaluation_pairs,
+    median_time,
+    paired_difference,
+)
+from models.catalog import PostCatalog, UserProfiles
+from models.history import History, from_us, to_us
+from models.registry import BASELINES, load_model
+
+BASELINE_ORDER = ("random", "popular-all", "popular")
+
+
+@dataclass
+class ModelSpec:
+    """A model to evaluate: a registry name and its artifact folder (None for baselines)."""
+
+    name: str
+    artifact: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str, default_root: Path = Path("artifacts")) -> ModelSpec:
+        """'control', 'control:path/to/artifact' or a baseline name."""
+        name, _, path = text.partition(":")
+        if name in BASELINES:
+            return cls(name)
+        return cls(name, Path(path) if path else default_root / name)
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+def run(
+    history: History,
+    specs: list[ModelSpec],
+    t0: datetime | None = None,
+    window: timedelta = DEFAULT_WINDOW,
+    k: int = DEFAULT_K,
+    posts: PostCatalog | None = None,
+    users: UserProfiles | None = None,
+    compare: tuple[str, str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate the baselines and `specs` on the same pairs; a JSON-ready dict."""
+    t0 = median_time(history) if t0 is None else from_us(to_us(t0))
+    pairs = evaluation_pairs(history, t0, window)
+    if not pairs:
+        raise ValueError(f"t0: no (user, window) pairs at or after {t0}")
+    wanted = [ModelSpec(b) for b in BASELINE_ORDER] + [
+        s for s in specs if s.name not in BASELINE_ORDER
+    ]
+    results: dict[str, Result] = {}
+    for spec in wanted:
+        model = load_model(spec.name, spec.artifact, history, posts, users)
+        results[spec.label] = evaluate(model, history, pairs, k, progress=progress)
+    out = {
+        "protocol": {
+            "t0": t0.isoformat(),
+            "window_days": window / timedelta(days=1),
+            "k": k,
+            "windows": len({p.at for p in pairs}),
+            "pairs": len(pairs),
+        },
+        "results": [r.summary() for r in results.values()],
+    }
+    if compare is not None:
+        a, b = compare
+        for name in compare:
+            if name not in results:
+                raise ValueError(f"compare: {name!r} was not evaluated")
+        out["comparison"] = paired_difference(results[a], results[b])
+    return out
+
+
+def table(report: dict, title: str | None = None):
+    """A rich Table of a `run` report."""
+    from rich.table import Table
+
+    p = report["protocol"]
+    k = p["k"]
+    tab = Table(
+        title=title
+        or f"HitRate@{k}, T0 {p['t0']}, W {p['window_days']:g} d, "
+        f"{p['windows']} windows, {p['pairs']} (user, window) pairs"
+    )
+    for col in ("model", "n", f"HitRate@{k}", "95% CI", f"Recall@{k}", f"NDCG@{k}", "coverage"):
+        tab.add_column(col, justify="left" if col == "model" else "right")
+    for r in report["results"]:
+        lo, hi = r["hit_rate_ci95"]
+        tab.add_row(
+            r["model"],
+            str(r["n"]),
+            f"{r['hit_rate']:.3f}",
+            f"[{lo:.3f}, {hi:.3f}]",
+            f"{r['recall']:.3f}",
+            f"{r['ndcg']:.3f}",
+            f"{r['coverage']:.3f}",
+        )
+    return tab
+
+
+def comparison_text(report: dict) -> str | None:
+    c = report.get("comparison")
+    if c is None:
+        return None
+    lo, hi = c["ci95"]
+    return (
+        f"{c['a']} - {c['b']}: HitRate difference {c['difference']:+.3f} "
+        f"(paired bootstrap over users, 95% CI [{lo:+.3f}, {hi:+.3f}], n={c['n']})"
+    )
