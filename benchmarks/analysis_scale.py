@@ -104,6 +104,10 @@ def _generate(conn, version: str, n_exp: int, n_users: int, n_pre: int) -> None:
 
 
 LOADED = (exposures, exposure_items, feed)
+MIGRATION_INDEXES = {  # created by later migrations, not declared in storage/schema.py
+    "ix_exposure_items_user_post_ts": "exposure_items (user_id, post_id, ts) "
+    "INCLUDE (request_id, position)",
+}
 
 
 def _drop_indexes(conn) -> None:
@@ -111,6 +115,8 @@ def _drop_indexes(conn) -> None:
     for table in LOADED:
         for idx in table.indexes:
             conn.execute(text(f'DROP INDEX "{idx.name}"'))
+    for name in MIGRATION_INDEXES:
+        conn.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
     for table in (exposures, exposure_items):
         conn.execute(text(f'ALTER TABLE {table.name} DROP CONSTRAINT "pk_{table.name}"'))
 
@@ -124,6 +130,8 @@ def _create_indexes(conn) -> None:
     for table in LOADED:
         for idx in table.indexes:
             idx.create(conn)
+    for name, definition in MIGRATION_INDEXES.items():
+        conn.execute(text(f'CREATE INDEX "{name}" ON {definition}'))
 
 
 def main() -> None:

@@ -61,16 +61,20 @@ def simulate(
     finally:
         engine.dispose()
     picked = sim.sample_users(plan.user_ids, users, seed)
-    summary = sim.simulate(
-        url,
-        picked,
-        plan.judge,
-        start=plan.start,
-        days=days,
-        requests_per_day=requests_per_day,
-        limit=limit,
-        seed=seed,
-    )
+    try:
+        summary = sim.simulate(
+            url,
+            picked,
+            plan.judge,
+            start=plan.start,
+            days=days,
+            requests_per_day=requests_per_day,
+            limit=limit,
+            seed=seed,
+        )
+    except sim.GatewayUnreachable as exc:
+        typer.secho(f"error: the gateway stopped answering: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     typer.echo(summary.table())
     if summary.errors:
         raise typer.Exit(1)

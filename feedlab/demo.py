@@ -252,7 +252,10 @@ def traffic_and_report(
     finally:
         engine.dispose()
     picked = sim.sample_users(plan.user_ids, users, seed)
-    summary = sim.simulate(url, picked, plan.judge, start=plan.start, days=days, seed=seed)
+    try:
+        summary = sim.simulate(url, picked, plan.judge, start=plan.start, days=days, seed=seed)
+    except sim.GatewayUnreachable as exc:
+        raise DemoError(f"the gateway stopped answering during the simulation: {exc}") from None
     print(summary.table(), flush=True)
     wait_for_exposures(db_url, summary.requests - summary.errors)
 

@@ -27,7 +27,9 @@ class Event:
 @runtime_checkable
 class Recommender(Protocol):
     """A loaded model. `recommend` uses only history strictly before `at`, never returns a
-    post the user liked before `at`, and never repeats a post."""
+    post the user liked before `at`, and never repeats a post. A model may also accept a
+    keyword `exclude: Collection[int] | None` of further posts to leave out (the offline
+    evaluator passes the posts seen before `at`; otherwise it asks for more and filters)."""
 
     name: str
     version: str

@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
 
 from models.features import PostStats, UserState
-from models.history import History
+from models.history import History, IdIndex
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 
 class CoVisitation:
@@ -29,6 +32,8 @@ class CoVisitation:
         cls, history: History, at: datetime, catalog_ids: np.ndarray, neighbours: int = 50
     ) -> CoVisitation:
         """From likes strictly before `at`; keeps each post's `neighbours` most similar posts."""
+        from scipy import sparse
+
         likes = history.interaction_matrix(at, likes=True)
         likes.data[:] = 1.0
         hist_pos = history.posts.lookup(catalog_ids)
@@ -57,14 +62,38 @@ class CoVisitation:
         return np.asarray(self.similarity[liked].sum(axis=0)).ravel()
 
     def save(self, path: Path) -> None:
+        from scipy import sparse
+
         sparse.save_npz(path, self.similarity)
 
     @classmethod
     def load(cls, path: Path) -> CoVisitation:
+        from scipy import sparse
+
         return cls(sparse.load_npz(path))
+
+    def reindexed(self, old_ids: np.ndarray, new_ids: np.ndarray) -> CoVisitation:
+        """The same similarities over another catalog (posts missing from `old_ids` get no
+        neighbours; posts missing from `new_ids` are dropped)."""
+        from scipy import sparse
+
+        if np.array_equal(old_ids, new_ids):
+            return self
+        index = IdIndex()
+        index.add(new_ids)
+        where = index.lookup(old_ids)
+        co = self.similarity.tocoo()
+        rows, cols = where[co.row], where[co.col]
+        keep = (rows >= 0) & (cols >= 0)
+        n = len(new_ids)
+        return CoVisitation(
+            sparse.csr_matrix((co.data[keep], (rows[keep], cols[keep])), shape=(n, n))
+        )
 
 
 def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    from scipy import sparse
+
     rows, cols, vals = [], [], []
     for i in range(matrix.shape[0]):
         lo, hi = matrix.indptr[i], matrix.indptr[i + 1]

@@ -37,7 +37,7 @@ def train_control(
         f"control {meta['version']} written to {out} in {meta['train_seconds']} s "
         f"({meta['training_data']['rows']} rows); valid HitRate@5 among candidates "
         f"{m['valid_hit_rate_at_5_candidates']:.3f} "
-        f"(popular 14d: {m['valid_hit_rate_at_5_candidates_popular']:.3f})"
+        f"(popularity prior alone: {m['valid_hit_rate_at_5_candidates_prior']:.3f})"
     )
 
 

@@ -94,34 +94,26 @@ class PostTable:
 @dataclass
 class PostStats:
     """View/like counts by catalog position before `at`, overall and per recent window, with
-    each post's share of the window's likes and its like rank (0 = most liked): activity levels
-    drift over time, shares and ranks do not."""
+    each post's share of the window's likes: activity levels drift over time, shares do not."""
 
     views: dict[str, np.ndarray]
     likes: dict[str, np.ndarray]
     like_share: dict[str, np.ndarray]
-    like_rank: dict[str, np.ndarray]
 
     @classmethod
     def at(cls, history: History, positions: np.ndarray, at: datetime) -> PostStats:
         """`positions`: history position of each catalog post (-1 when it has no events)."""
-        valid = positions >= 0
-        safe = positions.clip(0)
-
-        def align(counts: np.ndarray) -> np.ndarray:
-            return np.where(valid, counts[:, safe], 0).astype(np.float32)
-
-        now = align(history.cumulative_counts(at))
+        times = [at, *(at - width for width in WINDOWS.values())]
+        cumulative = np.stack([history.cumulative_counts(t) for t in times])  # (T, 2, n_hist)
+        padded = np.concatenate([cumulative, np.zeros((*cumulative.shape[:2], 1))], axis=2)
+        aligned = padded[:, :, np.where(positions >= 0, positions, padded.shape[2] - 1)]
+        aligned = aligned.astype(np.float32)
+        now = aligned[0]
         views, likes = {"all": now[0]}, {"all": now[1]}
-        for name, width in WINDOWS.items():
-            recent = now - align(history.cumulative_counts(at - width))
-            views[name], likes[name] = recent[0], recent[1]
-        share, rank = {}, {}
-        for name, counts in likes.items():
-            share[name] = counts / max(float(counts.sum()), 1.0)
-            rank[name] = np.empty(len(counts), np.float32)
-            rank[name][np.argsort(-counts, kind="stable")] = np.arange(len(counts))
-        return cls(views, likes, share, rank)
+        for i, name in enumerate(WINDOWS, start=1):
+            views[name], likes[name] = now[0] - aligned[i, 0], now[1] - aligned[i, 1]
+        share = {name: c / max(float(c.sum()), 1.0) for name, c in likes.items()}
+        return cls(views, likes, share)
 
 
 @dataclass
@@ -180,7 +172,6 @@ def post_block(req: Request) -> dict[str, np.ndarray]:
         out[f"post_views_{name}"] = v[name][c]
         out[f"post_likes_{name}"] = lk[name][c]
         out[f"post_like_share_{name}"] = req.stats.like_share[name][c]
-        out[f"post_like_rank_{name}"] = req.stats.like_rank[name][c]
     out["post_like_rate_all"] = _rate(lk["all"][c], v["all"][c])
     out["post_like_rate_30d"] = _rate(lk["30d"][c], v["30d"][c])
     out["post_recent_share"] = lk["30d"][c] / (lk["all"][c] + 1)
@@ -299,7 +290,7 @@ class FeatureBuilder:
         ]
         self._positions: np.ndarray | None = None
         self._positions_known = -1
-        self._stats_cache: tuple[int, PostStats] | None = None
+        self._stats_cache: tuple[tuple, PostStats] | None = None
 
     def history_positions(self) -> np.ndarray:
         """History position of each catalog post, refreshed when new posts enter the history."""
@@ -309,8 +300,10 @@ class FeatureBuilder:
         return self._positions
 
     def stats(self, at: datetime) -> PostStats:
-        """Post stats at `at` (cached for repeated calls at the same instant, e.g. training)."""
-        key = to_us(at)
+        """Post stats at `at`, cached while the events before `at` (and before each window
+        start) stay the same: back-to-back requests usually share them."""
+        key = self.history.version_at([at, *(at - width for width in WINDOWS.values())])
+        key = (key, len(self.history.posts))
         if self._stats_cache is None or self._stats_cache[0] != key:
             self._stats_cache = (key, PostStats.at(self.history, self.history_positions(), at))
         return self._stats_cache[1]

@@ -393,6 +393,16 @@ class History:
             counts = np.where(idx >= 0, counts[:, idx.clip(0)], 0)
         return counts[0], counts[1]
 
+    def version_at(self, times: Sequence[datetime]) -> tuple:
+        """A key equal for two lists of times exactly when the same events precede each time,
+        so anything computed from events before those times can be cached under it."""
+        with self._lock:
+            us = np.array([to_us(t) for t in times], np.int64)
+            store = self._store
+            key = (id(store), *np.searchsorted(store.ts, us, "left").tolist())
+            d_ts = self._delta_np()[0]
+            return (*key, *(d_ts[:, None] < us[None, :]).sum(axis=0).tolist())
+
     def cumulative_counts(self, at: datetime) -> np.ndarray:
         """(2, len(self.posts)) view and like counts before `at`, by history post position."""
         with self._lock:

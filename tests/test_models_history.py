@@ -130,3 +130,13 @@ def test_from_engine_reads_feed_until(engine):
     assert len(early) == 2
     assert early.liked_before(2, day(9)).tolist() == []
     assert np.array_equal(History.from_engine(engine, until=day(-1)).posts.ids, [])
+
+
+def test_version_at_changes_only_with_events_before_the_times():
+    h = small()
+    times = [day(2.5), day(1.5)]
+    key = h.version_at(times)
+    h.add([Event(day(4), 1, 10, "like")])
+    assert h.version_at(times) == key
+    h.add([Event(day(2), 3, 10, "like")])  # late, but before day 2.5
+    assert h.version_at(times) != key

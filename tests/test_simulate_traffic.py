@@ -207,3 +207,12 @@ def test_movielens_replay_likes_only_what_users_really_rated_high(
     engine.dispose()
     assert likes, "popular movies served to active users should include some they rated 4-5"
     assert {(u, p) for u, p in likes} <= truly_liked
+
+
+def test_a_dead_gateway_stops_the_simulation() -> None:
+    from gateway.testing import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    judge = sim.ReplayJudge({})
+    with pytest.raises(sim.GatewayUnreachable, match="/post/recommendations/"):
+        sim.simulate(url, [1, 2], judge, start=datetime(2024, 1, 1), days=1, progress=False)

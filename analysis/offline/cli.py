@@ -30,8 +30,8 @@ def evaluate_command(
     ),
     window_days: float = typer.Option(7.0, "--window-days", min=0.01, help="Window length W."),
     k: int = typer.Option(5, "--k", min=1, max=100, help="Posts recommended per pair."),
-    compare: tuple[str, str] = typer.Option(
-        (None, None),
+    compare: tuple[str, str] | None = typer.Option(
+        None,
         "--compare",
         help="Two models A B: paired bootstrap CI of HitRate(A) - HitRate(B).",
     ),
@@ -46,7 +46,7 @@ def evaluate_command(
     from models.history import History
     from storage.engine import make_engine
 
-    pair = None if compare[0] is None else (compare[0], compare[1])
+    pair = None if not compare or compare[0] is None else (compare[0], compare[1])
     names = list(model) + [n for n in (pair or ()) if n not in model]
     specs = [ModelSpec.parse(n) for n in names]
     if artifact is not None:

@@ -150,7 +150,8 @@ def evaluate(
         ideal = discounts[: min(len(pair.liked), k)].sum()
         ndcg.append(float(gains @ discounts[: len(gains)]) / ideal)
         recommended.append(recs)
-    catalog = int((np.add(*history.post_counts(pairs[0].at)) > 0).sum()) if pairs else 0
+    # coverage denominator: posts with an event before the last request time
+    catalog = int((np.add(*history.post_counts(pairs[-1].at)) > 0).sum()) if pairs else 0
     return Result(
         model=model.name,
         version=str(model.version),

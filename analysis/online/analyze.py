@@ -10,7 +10,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Engine
@@ -31,6 +31,8 @@ from analysis.stats.multiple import holm
 from analysis.stats.power import minimum_detectable_effect
 from analysis.stats.sequential import sequential_test
 from analysis.stats.srm import srm_test
+
+EPOCH = date(1970, 1, 1)
 
 
 class PoolingRefused(ValueError):
@@ -281,6 +283,8 @@ def _daily(ws: queries.Workspace, control: str, arms: list[str], opt: Options) -
     """Cumulative effect at the end of each day, and the group-sequential test over those
     daily looks (information fraction = users so far / planned users, or / final users)."""
     rows = ws.daily_increments(DAILY_MOMENTS)
+    for r in rows:
+        r["day"] = (EPOCH + timedelta(days=int(r["day"]))).isoformat()
     days = sorted({r["day"] for r in rows})
     running: dict[str, dict[str, float]] = {}
     cum: dict[str, list[dict]] = {}

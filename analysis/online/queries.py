@@ -39,6 +39,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.exc import DBAPIError
 
@@ -92,53 +93,75 @@ def list_phases(conn: Connection, experiment: str, since=None, until=None) -> li
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def _liked_items(cond: ColumnElement[bool], lo: datetime, hi: datetime, window_s: float) -> Select:
-    """Per exposure (request_id): how many of its served posts the user liked in the window.
-    Starts from the likes in [lo, hi + window) and probes exposure_items(user_id, post_id)."""
-    i, f, e = exposure_items.c, feed.c, exposures.c
+def _liked_items(lo: datetime, hi: datetime, window_s: float) -> Select:
+    """Per exposure (request_id) served in [lo, hi]: how many of its served posts the user
+    liked in [ts, ts + window). Starts from the likes in that span (few) and probes
+    exposure_items(user_id, post_id); which exposures belong to the analysed phase is decided
+    by the join with the selected exposures afterwards, so no per-like lookup of exposures."""
+    i, f = exposure_items.c, feed.c
     return (
         select(i.request_id, func.count(distinct(i.position)).label("liked_items"))
         .select_from(
-            feed.join(exposure_items, and_(i.user_id == f.user_id, i.post_id == f.post_id)).join(
-                exposures, e.request_id == i.request_id
-            )
+            feed.join(exposure_items, and_(i.user_id == f.user_id, i.post_id == f.post_id))
         )
         .where(
             f.action == LIKE,
             f.timestamp >= lo,
             f.timestamp < hi + timedelta(seconds=window_s),
+            i.ts >= lo,
+            i.ts <= hi,
             f.timestamp >= i.ts,
             f.timestamp < add_seconds(i.ts, literal(window_s)),
-            cond,
         )
         .group_by(i.request_id)
     )
 
 
 def _exposure_sums(cond, liked: Table, keys: Sequence[ColumnElement]) -> Select:
-    """Select of per-key sums over the selected exposures joined to their liked posts."""
+    """Per-key sums over the selected exposures and their liked posts.
+
+    One hash aggregate over the exposures (one row each) UNION ALL the few liked exposures
+    (looked up by primary key), rather than probing every exposure against the liked table:
+    at 10M exposures that join was most of the aggregation time."""
     e = exposures.c
-    n_liked = func.coalesce(liked.c.liked_items, 0)
-    return (
+    named = [k.label(f"k{i}") for i, k in enumerate(keys)]
+    zero = literal(0)
+    served = select(
+        *named,
+        literal(1).label("n_exp"),
+        json_length(e.post_ids).label("n_items"),
+        zero.label("hits"),
+        zero.label("liked"),
+        case((e.fallback, 1), else_=0).label("fallbacks"),
+    ).where(cond)
+    hit = (
         select(
-            *keys,
-            func.count().label("n_exp"),
-            func.sum(json_length(e.post_ids)).label("n_items"),
-            func.sum(case((n_liked > 0, 1), else_=0)).label("hits"),
-            func.sum(n_liked).label("liked"),
-            func.sum(case((e.fallback, 1), else_=0)).label("fallbacks"),
+            *named,
+            zero,
+            zero,
+            literal(1),
+            cast(liked.c.liked_items, Integer),
+            zero,
         )
-        .select_from(exposures.outerjoin(liked, liked.c.request_id == e.request_id))
+        .select_from(exposures.join(liked, liked.c.request_id == e.request_id))
         .where(cond)
-        .group_by(*keys)
     )
+    rows = union_all(served, hit).subquery("rows")
+    r = rows.c
+    group = [r[f"k{i}"] for i in range(len(keys))]
+    return select(
+        *group,
+        *[func.sum(r[c]).label(c) for c in ("n_exp", "n_items", "hits", "liked", "fallbacks")],
+    ).group_by(*group)
 
 
-def tune_session(conn: Connection, work_mem: str = "256MB") -> None:
-    """PostgreSQL only: a larger work_mem for this session, so the few big sorts and hash
-    aggregates of an analysis stay in memory instead of spilling to disk."""
+def tune_session(conn: Connection, work_mem: str = "512MB", temp_buffers: str = "1GB") -> None:
+    """PostgreSQL only: larger work_mem and temp_buffers for this session, so the few big
+    sorts, hash aggregates and temporary tables of an analysis stay in memory instead of
+    spilling to disk (temp_buffers must be set before the session's first temporary table)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT set_config('work_mem', :v, false)"), {"v": work_mem})
+        conn.execute(text("SELECT set_config('temp_buffers', :v, false)"), {"v": temp_buffers})
 
 
 def refresh_planner_stats(conn: Connection) -> None:
@@ -177,13 +200,14 @@ class Workspace:
         self.conn = conn
         self.meta = MetaData()
         tag = uuid.uuid4().hex[:8]
-        counts = [Column(c, BigInteger) for c in ("n_exp", "n_items", "hits", "liked", "fallbacks")]
+        # int4 counts per user-day: PostgreSQL sums int4 into bigint, but bigint into NUMERIC
+        counts = [Column(c, Integer) for c in ("n_exp", "n_items", "hits", "liked", "fallbacks")]
         self.ud = Table(
             f"fl_ud_{tag}",
             self.meta,
             Column("exp_group", String(64)),
             Column("user_id", BigInteger),
-            Column("day", String(10)),
+            Column("day", Integer),
             *counts,
             prefixes=["TEMPORARY"],
         )
@@ -233,7 +257,7 @@ class Workspace:
         hash join instead of trusting a one-row estimate of the range-join aggregate."""
         self.meta.create_all(self.conn)
         e = exposures.c
-        self._fill(self.liked, _liked_items(sel.condition(), lo, hi, window_s))
+        self._fill(self.liked, _liked_items(lo, hi, window_s))
         keys = [e.exp_group, e.user_id, day_of(e.ts)]
         self._fill(self.ud, _exposure_sums(sel.condition(), self.liked, keys))
 
@@ -252,7 +276,7 @@ class Workspace:
             users = select(u.user_id).distinct()
             pre_cond = and_(e.user_id.in_(users), e.ts >= pre[0], e.ts < pre[1])
             self.conn.execute(self.liked.delete())
-            self._fill(self.liked, _liked_items(pre_cond, pre[0], pre[1], window_s))
+            self._fill(self.liked, _liked_items(pre[0], pre[1], window_s))
             self._fill(self.pre, _exposure_sums(pre_cond, self.liked, [e.user_id]))
             pre_q = self.pre
             src = agg.outerjoin(pre_q, pre_q.c.user_id == agg.c.user_id)
@@ -374,12 +398,15 @@ class Workspace:
         they give the sufficient statistics of the experiment as it stood at each day's end."""
         u = self.ud.c
         sums = ("n_exp", "n_items", "hits", "liked")
-        w = {"partition_by": [u.exp_group, u.user_id], "order_by": u.day, "rows": (None, 0)}
+        # user_id first: the sort then rarely compares the (collation-aware) arm names
+        w = {"partition_by": [u.user_id, u.exp_group], "order_by": u.day, "rows": (None, 0)}
         cum = select(
             u.exp_group,
             u.day,
             *[u[c] for c in sums],
-            *[func.sum(u[c]).over(**w).label(f"cum_{c}") for c in sums],
+            # float sums: exact for counts below 2**53, and PostgreSQL's sum(bigint) would
+            # otherwise be NUMERIC, making every moment expression below slow decimal math
+            *[func.sum(_f(u[c])).over(**w).label(f"cum_{c}") for c in sums],
         ).subquery("cum")
         g = cum.c
         # one window pass: the previous cumulative sums are the current ones minus this day
@@ -400,55 +427,51 @@ class Workspace:
 
 def guardrails(conn: Connection, sel: Selection) -> dict[str, dict[str, float | None]]:
     """Exposure-level guardrails per arm: count, fallback rate (the gateway's error signal:
-    a failed arm model is served a fallback list), latency mean and nearest-rank p50/p95."""
+    a failed arm model is served a fallback list), latency mean and nearest-rank p50/p95
+    (the ceil(p * n)-th smallest latency).
+
+    PostgreSQL computes it all in one scan with percentile_disc (exactly nearest-rank);
+    SQLite has no ordered-set aggregates, so there the ranks come from window functions."""
     e = exposures.c
     cond = sel.condition()
-    base = {
-        r.exp_group: {
-            "exposures": int(r.n),
-            "fallback_rate": float(r.fb or 0) / r.n,
-            "latency_mean_ms": None if r.lat is None else float(r.lat),
+    lat = e.latency_ms
+    common = [
+        e.exp_group,
+        func.count().label("n"),
+        func.sum(case((e.fallback, 1), else_=0)).label("fb"),
+        func.avg(lat).label("lat"),
+    ]
+    if conn.dialect.name == "postgresql":
+        q = select(
+            *common,
+            func.percentile_disc(0.5).within_group(lat).label("p50"),
+            func.percentile_disc(0.95).within_group(lat).label("p95"),
+        )
+        rows = [dict(r._mapping) for r in conn.execute(q.where(cond).group_by(e.exp_group))]
+    else:
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(select(*common).where(cond).group_by(e.exp_group))
+        ]
+        pct = {g: (p50, p95) for g, p50, p95 in _ranked_percentiles(conn, cond)}
+        for r in rows:
+            r["p50"], r["p95"] = pct.get(r["exp_group"], (None, None))
+    return {
+        r["exp_group"]: {
+            "exposures": int(r["n"]),
+            "fallback_rate": float(r["fb"] or 0) / r["n"],
+            "latency_mean_ms": None if r["lat"] is None else float(r["lat"]),
+            "latency_p50_ms": None if r["p50"] is None else float(r["p50"]),
+            "latency_p95_ms": None if r["p95"] is None else float(r["p95"]),
         }
-        for r in conn.execute(
-            select(
-                e.exp_group,
-                func.count().label("n"),
-                func.sum(case((e.fallback, 1), else_=0)).label("fb"),
-                func.avg(e.latency_ms).label("lat"),
-            )
-            .where(cond)
-            .group_by(e.exp_group)
-        )
+        for r in rows
     }
-    for group, p50, p95 in _latency_percentiles(conn, cond):
-        base.setdefault(group, {}).update(
-            latency_p50_ms=None if p50 is None else float(p50),
-            latency_p95_ms=None if p95 is None else float(p95),
-        )
-    for g in base.values():
-        g.setdefault("latency_p50_ms", None)
-        g.setdefault("latency_p95_ms", None)
-    return base
 
 
-def _latency_percentiles(conn: Connection, cond: ColumnElement[bool]) -> list[tuple]:
-    """(arm, p50, p95) by the nearest-rank definition (the ceil(p * n)-th smallest value).
-
-    PostgreSQL's percentile_disc is exactly that and sorts once per arm; SQLite has no
-    ordered-set aggregates, so there the rank is found with window functions. Same numbers."""
+def _ranked_percentiles(conn: Connection, cond: ColumnElement[bool]) -> list[tuple]:
+    """(arm, p50, p95) by nearest rank with window functions (portable; used on SQLite)."""
     e = exposures.c
     lat = e.latency_ms
-    if conn.dialect.name == "postgresql":
-        q = (
-            select(
-                e.exp_group,
-                func.percentile_disc(0.5).within_group(lat),
-                func.percentile_disc(0.95).within_group(lat),
-            )
-            .where(cond, lat.is_not(None))
-            .group_by(e.exp_group)
-        )
-        return list(conn.execute(q).tuples())
     ranked = (
         select(
             e.exp_group,

@@ -13,7 +13,7 @@ import numpy as np
 
 from models.candidates import CandidateConfig
 from models.catalog import PostCatalog, UserProfiles
-from models.control.model import ControlRecommender, DailyCoVisitation
+from models.control.model import ControlRecommender, DailyCoVisitation, Scorer
 from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
 from models.history import History
 
@@ -49,9 +49,12 @@ def load(
     covisit = DailyCoVisitation(history, catalog.post_ids, meta["config"]["neighbours"])
     ranker = CatBoost()
     ranker.load_model(str(path / "model.cbm"))
+    params = meta["scorer"]
+    needed = [params["prior_column"], *params["ranker_columns"]]
+    scorer = Scorer(columns=needed, ranker=ranker, **params)
     encoder = ProfileEncoder(**meta["profile_encoder"])
     if users is None:
         users = UserProfiles.load(path / "users.pkl")
     builder = FeatureBuilder(history, table, users, encoder)
     config = CandidateConfig(**meta["config"]["candidates"])
-    return ControlRecommender(builder, covisit, ranker, meta["columns"], config, meta["version"])
+    return ControlRecommender(builder, covisit, scorer, needed, config, meta["version"])

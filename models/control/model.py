@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-import threading
-from collections import OrderedDict
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
 from models.candidates import CandidateConfig, CoVisitation, generate
 from models.features import FeatureBuilder, Request, UserState
-from models.history import History
 from models.history import History
 
 
@@ -76,6 +74,47 @@ class DailyCoVisitation:
             return fit
 
 
+PRIOR_EPS = 1e-5
+
+
+@dataclass
+class Scorer:
+    """score = popularity prior + CatBoost correction. The prior is a logistic fit of
+    log(like share in the best recent window), the window picked on pre-T0 cutoffs; CatBoost
+    boosts from it (its `baseline`) using `ranker_columns`, so a model that learns little
+    still ranks like the best popularity list."""
+
+    columns: list[str]
+    ranker_columns: list[str]
+    prior_column: str
+    prior_coef: float
+    prior_intercept: float
+    ranker: object = None
+
+    def __post_init__(self) -> None:
+        self._idx = [self.columns.index(c) for c in self.ranker_columns]
+        self._prior = self.columns.index(self.prior_column)
+
+    def prior(self, matrix: np.ndarray) -> np.ndarray:
+        share = matrix[:, self._prior].astype(np.float64)
+        return self.prior_coef * np.log(share + PRIOR_EPS) + self.prior_intercept
+
+    def ranker_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        return matrix[:, self._idx]
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        raw = self.ranker.predict(self.ranker_matrix(matrix), prediction_type="RawFormulaVal")
+        return self.prior(matrix) + raw
+
+    def params(self) -> dict:
+        return {
+            "ranker_columns": self.ranker_columns,
+            "prior_column": self.prior_column,
+            "prior_coef": self.prior_coef,
+            "prior_intercept": self.prior_intercept,
+        }
+
+
 class ControlRecommender:
     """CatBoost over classic point-in-time features; one instance serves many threads."""
 
@@ -85,7 +124,7 @@ class ControlRecommender:
         self,
         builder: FeatureBuilder,
         covisit: DailyCoVisitation,
-        ranker: object,
+        scorer: Scorer,
         columns: list[str],
         config: CandidateConfig,
         version: str,
@@ -93,10 +132,11 @@ class ControlRecommender:
         self.builder = builder
         self.history = builder.history
         self.covisit = covisit
-        self.ranker = ranker
+        self.scorer = scorer
         self.columns = columns
         self.config = config
         self.version = version
+        self._cached_positions: tuple[tuple[str, ...], list[int]] | None = None
 
     def recommend(
         self, user_id: int, at: datetime, limit: int, exclude: Collection[int] | None = None
@@ -107,11 +147,19 @@ class ControlRecommender:
         if len(req.candidates) == 0:
             return []
         matrix, names = self.builder.matrix(req)
-        if names != self.columns:
-            raise RuntimeError("control: feature columns differ from the trained model's")
-        scores = self.ranker.predict(matrix)
+        scores = self.scorer.score(matrix[:, self._positions(names)])
         order = np.argsort(-scores, kind="stable")[:limit]
         return self.builder.posts.catalog.post_ids[req.candidates[order]].tolist()
+
+    def _positions(self, names: list[str]) -> list[int]:
+        """Where the trained columns sit among the built ones (cached per column list)."""
+        key = tuple(names)
+        if self._cached_positions is None or self._cached_positions[0] != key:
+            missing = [c for c in self.columns if c not in names]
+            if missing:
+                raise RuntimeError(f"control: the feature builder lacks trained columns {missing}")
+            self._cached_positions = (key, [names.index(c) for c in self.columns])
+        return self._cached_positions[1]
 
     def observe(self, events: list) -> None:
         """Stateless beside the shared History."""

@@ -40,13 +40,15 @@ EMBEDDINGS_FILE = "embeddings.npz"
 @dataclass
 class TrainConfig:
     window_days: float = 7
-    step_days: float = 3.5
-    max_cutoffs: int = 16
+    step_days: float = 1
+    max_cutoffs: int = 60
+    valid_cutoffs: int = 7
     min_history_days: float = 14
-    iterations: int = 800
+    iterations: int = 300
     depth: int = 6
     learning_rate: float = 0.05
-    loss: str = "YetiRank"
+    loss: str = "Logloss"
+    weight_groups: bool = True
     text_dim: int = 32
     neighbours: int = 50
     seed: int = 0
@@ -80,10 +82,19 @@ class Rows:
             parts[0].columns,
         )
 
-    def pool(self):
+    def pool(self, weight_groups: bool = False):
+        """A CatBoost pool; `weight_groups`: each group (user-window) weighs 1 in total over
+        its positives, so a user liking 40 posts a week counts as much as one liking 1."""
         from catboost import Pool
 
-        return Pool(self.matrix, self.labels.astype(np.float32), group_id=self.groups)
+        weight = None
+        if weight_groups:
+            positives = np.bincount(self.groups, weights=self.labels)[self.groups]
+            weight = 1.0 / np.maximum(positives, 1.0)
+            weight = weight / weight.mean()
+        return Pool(
+            self.matrix, self.labels.astype(np.float32), group_id=self.groups, weight=weight
+        )
 
 
 def cutoffs(history: History, t0: datetime, config: TrainConfig) -> list[datetime]:
@@ -177,17 +188,19 @@ def group_hit_rate(scores: np.ndarray, rows: Rows, k: int = 5) -> float:
 
 
 def _ranker(config: TrainConfig, iterations: int):
-    from catboost import CatBoostRanker
+    from catboost import CatBoost
 
-    return CatBoostRanker(
-        loss_function=config.loss,
-        iterations=iterations,
-        depth=config.depth,
-        learning_rate=config.learning_rate,
-        random_seed=config.seed,
-        thread_count=config.threads,
-        verbose=False,
-        allow_writing_files=False,
+    return CatBoost(
+        {
+            "loss_function": config.loss,
+            "iterations": iterations,
+            "depth": config.depth,
+            "learning_rate": config.learning_rate,
+            "random_seed": config.seed,
+            "thread_count": config.threads,
+            "verbose": False,
+            "allow_writing_files": False,
+        }
     )
 
 
@@ -236,19 +249,22 @@ def train(
             offset = int(rows.groups.max()) + 1
     if len(per_cutoff) < 2:
         raise ValueError("t0: too few labelled training rows before T0 (need two cutoffs)")
-    fit_rows, valid_rows = Rows.concat(per_cutoff[:-1]), per_cutoff[-1]
+    n_valid = min(config.valid_cutoffs, len(per_cutoff) // 2)
+    fit_rows = Rows.concat(per_cutoff[:-n_valid])
+    valid_rows = Rows.concat(per_cutoff[-n_valid:])
+    weighted = config.weight_groups
 
     with tqdm(total=2, desc="test: CatBoost", disable=not progress) as bar:
         ranker = _ranker(config, config.iterations)
-        ranker.fit(fit_rows.pool(), eval_set=valid_rows.pool(), use_best_model=True)
-        best = max(50, ranker.get_best_iteration() + 1)
+        ranker.fit(fit_rows.pool(weighted), eval_set=valid_rows.pool(weighted), use_best_model=True)
+        best = max(20, ranker.get_best_iteration() + 1)
         valid_scores = ranker.predict(valid_rows.matrix)
-        pop_col = fit_rows.columns.index("post_likes_30d")
+        pop_col = fit_rows.columns.index("post_likes_7d")
         metrics = {
-            "valid_cutoff": points[-1].isoformat(),
+            "valid_cutoffs": [c.isoformat() for c in points[-n_valid:]],
             "valid_groups": len(np.unique(valid_rows.groups)),
             "valid_hit_rate_at_5_candidates": group_hit_rate(valid_scores, valid_rows),
-            "valid_hit_rate_at_5_candidates_popular_30d": group_hit_rate(
+            "valid_hit_rate_at_5_candidates_popular_7d": group_hit_rate(
                 valid_rows.matrix[:, pop_col], valid_rows
             ),
             "best_iteration": best,
@@ -256,7 +272,7 @@ def train(
         bar.update()
         final = _ranker(config, best)
         all_rows = Rows.concat(per_cutoff)
-        all_pool = all_rows.pool()
+        all_pool = all_rows.pool(weighted)
         final.fit(all_pool)
         bar.update()
 

@@ -38,6 +38,10 @@ VIEW_DELAY_S = 5.0
 RETRIES = 3
 
 
+class GatewayUnreachable(RuntimeError):
+    """The gateway stopped answering (connection refused or timed out, even after retries)."""
+
+
 class Judge(Protocol):
     """Decides which served posts a user likes at a moment (the world's hidden truth)."""
 
@@ -52,7 +56,6 @@ class ArmTally:
     served: int = 0
     likes: int = 0
     hits: int = 0
-    fallbacks: int = 0
 
 
 @dataclass
@@ -137,16 +140,13 @@ def simulate(
     limit: int = 5,
     seed: int = 0,
     progress: bool = True,
-    client: httpx.Client | None = None,
 ) -> SimulationSummary:
     """Replay `days` simulated days of feed requests, views and likes against the gateway."""
     base = require_loopback(url)
     rng = random.Random(seed)
     plan = schedule(user_ids, start, days, requests_per_day, rng)
     summary = SimulationSummary(start=start, end=start + timedelta(days=days), users=len(user_ids))
-    own_client = client is None
-    http = client or httpx.Client(base_url=base, timeout=30.0)
-    try:
+    with httpx.Client(base_url=base, timeout=30.0) as http:
         for at, user_id in tqdm(plan, desc="simulating", unit=" req", disable=not progress):
             body = _request(
                 http,
@@ -163,16 +163,12 @@ def simulate(
             arm.requests += 1
             post_ids = [int(item["id"]) for item in body["recommendations"]]
             arm.served += len(post_ids)
-            arm.fallbacks += bool(body.get("fallback"))
             liked = judge.likes(user_id, post_ids, at, rng) if post_ids else []
             events = _events(user_id, post_ids, liked, at, rng)
             arm.likes += sum(liked)
             arm.hits += any(liked)
             if events and _request(http, "POST", "/feed", json=events) is None:
                 summary.errors += 1
-    finally:
-        if own_client:
-            http.close()
     return summary
 
 
@@ -201,11 +197,14 @@ def _event(at: datetime, user_id: int, post_id: int, action: str) -> dict:
 
 def _request(http: httpx.Client, method: str, path: str, **kwargs) -> dict | list | None:
     """JSON body of a 2xx answer; transport errors and 5xx are retried (POST /feed is
-    idempotent by event id), anything else counts as an error (None)."""
+    idempotent by event id), anything else counts as an error (None). A gateway that cannot
+    be reached at all ends the simulation (GatewayUnreachable) instead of failing every request."""
     for attempt in range(RETRIES):
         try:
             resp = http.request(method, path, **kwargs)
-        except httpx.TransportError:
+        except httpx.TransportError as exc:
+            if attempt == RETRIES - 1:
+                raise GatewayUnreachable(f"{method} {http.base_url}{path}: {exc!r}") from exc
             time.sleep(0.2 * (attempt + 1))
             continue
         if resp.status_code >= 500:

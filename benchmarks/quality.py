@@ -1,0 +1,147 @@
+"""Offline quality: rolling-origin HitRate@5 of the baselines and the trained arms.
+
+Datasets: MovieLens 100K from ../shared/data (imported with `storage.importers.movielens`) and
+the demo world (`storage.demo.world`), each into a throw-away SQLite file. The control arm is
+trained on events before T0 (the median view time), then everything is evaluated with the
+DESIGN protocol (W = 7 days, K = 5) on the same (user, window) pairs.
+
+    .venv/bin/python benchmarks/quality.py [--skip-demo] [--demo-users 1000] [--arms control test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from analysis.offline.evaluate import median_time  # noqa: E402
+from analysis.offline.report import ModelSpec, run  # noqa: E402
+from models.catalog import PostCatalog, UserProfiles  # noqa: E402
+from models.history import History  # noqa: E402
+from storage.engine import make_engine  # noqa: E402
+
+MOVIELENS = ROOT.parent / "shared" / "data" / "movielens-100k"
+
+
+def load_db(url: str) -> tuple[History, PostCatalog, UserProfiles]:
+    engine = make_engine(url)
+    try:
+        return (
+            History.from_engine(engine),
+            PostCatalog.from_engine(engine),
+            UserProfiles.from_engine(engine),
+        )
+    finally:
+        engine.dispose()
+
+
+def movielens_db(folder: Path) -> str:
+    from storage.importers.movielens import import_movielens
+
+    url = f"sqlite:///{folder / 'movielens.db'}"
+    engine = make_engine(url)
+    import_movielens(MOVIELENS, engine)
+    engine.dispose()
+    return url
+
+
+def demo_db(folder: Path, users: int, posts: int, days: int) -> str:
+    from storage.demo.world import WorldSpec, load_demo_world
+
+    url = f"sqlite:///{folder / 'demo.db'}"
+    engine = make_engine(url)
+    load_demo_world(WorldSpec(n_users=users, n_posts=posts, days=days), engine)
+    engine.dispose()
+    return url
+
+
+def train_arm(arm: str, url: str, out: Path) -> float:
+    started = time.perf_counter()
+    if arm == "control":
+        from models.cli import run_train_control
+
+        run_train_control(url, None, out)
+    else:
+        from models.test.cli import run_train
+
+        run_train(url, None, out)
+    return time.perf_counter() - started
+
+
+def evaluate_dataset(name: str, url: str, arms: list[str], work: Path, console: Console) -> dict:
+    history, posts, users = load_db(url)
+    specs, train_s = [], {}
+    for arm in arms:
+        out = work / f"{name}-{arm}"
+        train_s[arm] = train_arm(arm, url, out)
+        specs.append(ModelSpec(arm, out))
+    report = run(history, specs, median_time(history), posts=posts, users=users, progress=False)
+    report["train_seconds"] = train_s
+    console.print(
+        f"{name}: T0 {report['protocol']['t0']}, {report['protocol']['pairs']} pairs, "
+        f"training seconds {train_s}"
+    )
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--arms", nargs="*", default=["control"])
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--demo-users", type=int, default=1000)
+    parser.add_argument("--demo-posts", type=int, default=1000)
+    parser.add_argument("--demo-days", type=int, default=28)
+    args = parser.parse_args()
+    console = Console(width=150)
+    reports = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if MOVIELENS.is_dir():
+            reports["movielens-100k"] = evaluate_dataset(
+                "movielens-100k", movielens_db(work), args.arms, work, console
+            )
+        else:
+            console.print(f"skipping MovieLens: {MOVIELENS} not present")
+        if not args.skip_demo:
+            url = demo_db(work, args.demo_users, args.demo_posts, args.demo_days)
+            reports["demo-world"] = evaluate_dataset("demo-world", url, args.arms, work, console)
+    table = Table(title="Offline HitRate@5 (rolling origin, W = 7 d, T0 = median view time)")
+    for col in (
+        "dataset",
+        "model",
+        "pairs",
+        "HitRate@5",
+        "95% CI (users bootstrap)",
+        "Recall@5",
+        "NDCG@5",
+        "coverage",
+    ):
+        table.add_column(col, justify="left" if col in ("dataset", "model") else "right")
+    for name, report in reports.items():
+        for r in report["results"]:
+            lo, hi = r["hit_rate_ci95"]
+            table.add_row(
+                name,
+                r["model"],
+                str(r["n"]),
+                f"{r['hit_rate']:.3f}",
+                f"[{lo:.3f}, {hi:.3f}]",
+                f"{r['recall']:.3f}",
+                f"{r['ndcg']:.3f}",
+                f"{r['coverage']:.3f}",
+            )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""The control arm on a small synthetic world: leakage, exclusion, artifact round trip."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+
+from models.base import Event
+from models.catalog import PostCatalog, UserProfiles
+from models.control.train import TrainConfig, train
+from models.history import History, from_us
+from models.registry import load_model
+
+START = datetime(2024, 1, 1)
+T0 = START + timedelta(days=40)
+TOPICS = ["sport", "politics", "tech", "movies"]
+
+
+def world(seed: int = 0) -> tuple[History, PostCatalog, UserProfiles]:
+    """60 days, 120 users who prefer one topic, 80 posts whose popularity rises and fades."""
+    rng = np.random.default_rng(seed)
+    n_users, n_posts, days = 120, 80, 60
+    topic = rng.integers(0, len(TOPICS), n_posts)
+    born = rng.uniform(0, days, n_posts)
+    taste = rng.integers(0, len(TOPICS), n_users)
+    ts, users, posts, actions = [], [], [], []
+    for _ in range(9000):
+        u = int(rng.integers(n_users))
+        t = float(rng.uniform(0, days))
+        alive = np.flatnonzero(born <= t)
+        if len(alive) == 0:
+            continue
+        fresh = np.exp(-(t - born[alive]) / 10)
+        weight = fresh * np.where(topic[alive] == taste[u], 3.0, 1.0)
+        p = int(alive[rng.choice(len(alive), p=weight / weight.sum())])
+        at = START + timedelta(days=t)
+        ts.append(at), users.append(u), posts.append(p), actions.append("view")
+        if rng.random() < (0.6 if topic[p] == taste[u] else 0.15):
+            ts.append(at), users.append(u), posts.append(p), actions.append("like")
+    history = History.from_arrays(ts, users, posts, actions)
+    catalog = PostCatalog.from_records(
+        range(n_posts),
+        [f"{TOPICS[t]} story number {i} about {TOPICS[t]} things" for i, t in enumerate(topic)],
+        [TOPICS[t] for t in topic],
+    )
+    profiles = UserProfiles.from_records(
+        range(n_users),
+        [{"age": int(20 + u % 40), "gender": "MF"[u % 2]} for u in range(n_users)],
+    )
+    return history, catalog, profiles
+
+
+pytestmark = pytest.mark.slow
+
+CONFIG = TrainConfig(iterations=60, min_iterations=10, step_days=2, max_cutoffs=10, text_dim=8)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    history, catalog, profiles = world()
+    out = tmp_path_factory.mktemp("control")
+    meta = train(history, catalog, profiles, T0, out, CONFIG, progress=False)
+    return history, catalog, profiles, out, meta
+
+
+def test_training_never_sees_events_after_t0(trained):
+    history, catalog, profiles, out, meta = trained
+    data = meta["training_data"]
+    assert datetime.fromisoformat(data["last_event"]) < T0
+    assert datetime.fromisoformat(data["label_windows_end"]) <= T0
+    assert data["events"] == len(history.until(T0))
+    # the same training with every post-T0 event removed gives the same model
+    again = train(history.until(T0), catalog, profiles, T0, out.parent / "again", CONFIG, False)
+    assert again["scorer"] == meta["scorer"]
+    assert again["training_data"] == data
+    on_disk = json.loads((out / "meta.json").read_text())
+    assert on_disk["version"] == meta["version"]
+    assert on_disk["model"] == "control"
+
+
+def test_recommendations_valid_and_round_trip(trained):
+    history, _, _, out, _ = trained
+    first = load_model("control", out, history)
+    second = load_model("control", out, history)
+    at = T0 + timedelta(days=3)
+    for user in range(0, 120, 7):
+        recs = first.recommend(user, at, 10)
+        assert len(recs) == 10
+        assert len(set(recs)) == len(recs)
+        assert not set(recs) & set(history.liked_before(user, at).tolist())
+        assert recs == second.recommend(user, at, 10)
+    assert len(first.recommend(10_000, at, 5)) == 5  # cold start
+
+
+def test_future_events_change_neither_features_nor_recommendations(trained):
+    history, _, _, out, _ = trained
+    at = T0 + timedelta(days=5)
+    copy = History.from_arrays(
+        *(lambda e: (e.ts.astype("datetime64[us]"), e.user_ids, e.post_ids, e.is_like))(
+            history.events_between(None, None)
+        )
+    )
+    model = load_model("control", out, copy)
+    users = list(range(0, 120, 11))
+    before = {u: model.recommend(u, at, 5) for u in users}
+    req = model.builder.request(3, at, np.arange(20))
+    features_before, _ = model.builder.matrix(req)
+    # a flood of likes right at and after `at` (also on the posts we recommended)
+    flood = [
+        Event(at + timedelta(seconds=s), u, p, "like")
+        for s, u in enumerate(users)
+        for p in before[u] + [0, 1, 2]
+    ]
+    copy.add(flood)
+    after = {u: model.recommend(u, at, 5) for u in users}
+    assert after == before
+    features_after, _ = model.builder.matrix(model.builder.request(3, at, np.arange(20)))
+    assert np.array_equal(features_before, features_after)
+    # ...while a request after the flood sees it: the liked posts are gone
+    later = at + timedelta(days=1)
+    for u in users:
+        assert not set(model.recommend(u, later, 5)) & set(before[u])
+
+
+def test_exclude_and_new_posts(trained):
+    full, catalog, _, out, _ = trained
+    history = full.until(datetime(2100, 1, 1))  # a copy: the module's history stays as is
+    grown = PostCatalog.from_records(
+        [*catalog.post_ids.tolist(), 999],
+        [*catalog.texts, "sport news fresh story"],
+        [*catalog.topics, "sport"],
+    )
+    model = load_model("control", out, history, posts=grown)
+    at = from_us(int(history.events_between(None, None).ts[-1]))
+    base = model.recommend(1, at, 5)
+    assert not set(model.recommend(1, at, 5, exclude=base)) & set(base)
+    history.add([Event(at, u, 999, "like") for u in range(50)])
+    assert 999 in model.recommend(77, at + timedelta(hours=1), 5)
+
+
+def test_train_command_writes_artifact(tmp_path):
+    from sqlalchemy import insert
+    from typer.testing import CliRunner
+
+    from feedlab.cli import app
+    from storage.engine import make_engine
+    from storage.schema import feed, posts
+
+    history, catalog, _ = world(seed=1)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    engine = make_engine(url)
+    ev = history.events_between(None, None)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(posts),
+            [
+                {"post_id": int(p), "text": t, "topic": c}
+                for p, t, c in zip(catalog.post_ids, catalog.texts, catalog.topics, strict=True)
+            ],
+        )
+        conn.execute(
+            insert(feed),
+            [
+                {
+                    "timestamp": from_us(int(ts)),
+                    "user_id": int(u),
+                    "post_id": int(p),
+                    "action": "like" if like else "view",
+                }
+                for ts, u, p, like in zip(ev.ts, ev.user_ids, ev.post_ids, ev.is_like, strict=True)
+            ],
+        )
+    engine.dispose()
+    out = tmp_path / "artifact"
+    args = ["train", "control", "--url", url, "--out", str(out), "--t0", T0.isoformat()]
+    result = CliRunner().invoke(app, [*args, "--iterations", "20"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["t0"] == T0.isoformat()
+    assert datetime.fromisoformat(meta["training_data"]["last_event"]) < T0
+    bad = CliRunner().invoke(app, [*args[:-2], "--t0", "1990-01-01"])
+    assert bad.exit_code != 0
+    assert "t0" in bad.output.lower()
