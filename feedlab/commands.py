@@ -91,8 +91,8 @@ def demo(
     serve: bool = typer.Option(
         True, "--serve/--no-serve", help="Keep the gateway running after the report."
     ),
-    world_users: int = typer.Option(2000, "--world-users", min=50, help="Users in the world."),
-    world_posts: int = typer.Option(1000, "--world-posts", min=50, help="Posts in the world."),
+    world_users: int = typer.Option(1000, "--world-users", min=50, help="Users in the world."),
+    world_posts: int = typer.Option(600, "--world-posts", min=50, help="Posts in the world."),
 ) -> None:
     """Build the demo world, train both arms, serve, simulate traffic, analyse, report."""
     from feedlab.demo import DemoError, run_demo

@@ -22,8 +22,10 @@ from sqlalchemy import func, select
 
 EXPERIMENT = "bert_vs_catboost"
 MARKER = "feedlab.db-demo"
-WORLD_SIZE = (2000, 1000)
+WORLD_SIZE = (1000, 600)
 """Demo world (users, posts): big enough for a clear result, small enough to train in minutes."""
+TRAIN_ITERATIONS = "200"
+"""CatBoost trees per arm in the demo (the full default takes too long for a first look)."""
 HEALTH_TIMEOUT_S = 300.0
 FLUSH_TIMEOUT_S = 60
 DEMO_CONFIG = """\
@@ -185,15 +187,16 @@ def run_demo(
         feedlab_cmd("demo-data", *world_args, "--spec-out", str(spec)),
         env,
     )
-    t0 = ["--t0", training_cutoff(env["FEEDLAB_DATABASE_URL"]).isoformat()]
+    train_args = ["--t0", training_cutoff(env["FEEDLAB_DATABASE_URL"]).isoformat()]
+    train_args += ["--iterations", TRAIN_ITERATIONS]
     run_step(
         "2/6 train the control arm (CatBoost)",
-        train_cmd("control", artifacts / "control", *t0),
+        train_cmd("control", artifacts / "control", *train_args),
         env,
     )
     run_step(
         "3/6 train the test arm (sentence embeddings)",
-        train_cmd("test", artifacts / "test", *t0),
+        train_cmd("test", artifacts / "test", *train_args),
         env,
     )
     config = write_config(reports / "experiments.demo.yaml", artifacts)

@@ -143,6 +143,10 @@ def test_evaluate_command_json(tmp_path):
     assert report["protocol"]["pairs"] == 3
     assert [r["model"] for r in report["results"]] == ["random", "popular-all", "popular"]
     assert report["comparison"]["a"] == "popular"
+    args = ["evaluate", "--url", url, "--t0", T0.isoformat(), "--json", "--model", "popular:x"]
+    again = CliRunner().invoke(app, [*args, "--compare", "popular", "random"])
+    assert again.exit_code == 0, again.output
+    assert len(json.loads(again.output)["results"]) == 3  # baselines are never duplicated
     bad = CliRunner().invoke(app, ["evaluate", "--url", url, "--model", "nope"])
     assert bad.exit_code != 0
     assert "unknown model" in bad.output

@@ -45,9 +45,7 @@ def _per_user(rng, runs: int, n: int) -> np.ndarray:
 def test_welch_aa_false_positive_rate():
     rng = np.random.default_rng(1)
     a, b = _per_user(rng, RUNS, 400), _per_user(rng, RUNS, 400)
-    rej = [
-        welch_ttest(MeanStats.of(a[i]), MeanStats.of(b[i])).p_value < ALPHA for i in range(RUNS)
-    ]
+    rej = [welch_ttest(MeanStats.of(a[i]), MeanStats.of(b[i])).p_value < ALPHA for i in range(RUNS)]
     assert BAND[0] <= _rate(rej) <= BAND[1]
 
 
@@ -77,8 +75,9 @@ def test_ratio_delta_method_aa_false_positive_rate():
     den = rng.integers(1, 12, size=(2, RUNS, 500)) * 5
     num = rng.binomial(den, rng.beta(1, 20, size=(2, RUNS, 500)))
     rej = [
-        ratio_ztest(JointStats.of(num[0, i], den[0, i]), JointStats.of(num[1, i], den[1, i]))
-        .p_value
+        ratio_ztest(
+            JointStats.of(num[0, i], den[0, i]), JointStats.of(num[1, i], den[1, i])
+        ).p_value
         < ALPHA
         for i in range(RUNS)
     ]
@@ -166,7 +165,9 @@ def test_planted_effect_on_a_mean_metric_is_detected_at_the_planned_power():
     for true_mean, n in ((mean, plan.n_control), (mean * 1.05, plan.n_test)):
         m = rng.normal(true_mean, sd / np.sqrt(n), 2_000)
         v = sd**2 * rng.chisquare(n - 1, 2_000) / (n - 1)
-        hits.append([MeanStats(n, mi * n, (n - 1) * vi + n * mi**2) for mi, vi in zip(m, v)])
+        hits.append(
+            [MeanStats(n, mi * n, (n - 1) * vi + n * mi**2) for mi, vi in zip(m, v, strict=True)]
+        )
     rejected = [welch_ttest(a, b).p_value < ALPHA for a, b in zip(*hits, strict=True)]
     print(f"planned power {plan.power:.2f}, observed {np.mean(rejected):.3f} (mean metric)")
     assert np.mean(rejected) == pytest.approx(plan.power, abs=0.05)

@@ -47,14 +47,14 @@ def evaluate_command(
     from storage.engine import make_engine
 
     pair = None if not compare or compare[0] is None else (compare[0], compare[1])
-    names = list(model) + [n for n in (pair or ()) if n not in model]
-    specs = [ModelSpec.parse(n) for n in names]
+    specs = [ModelSpec.parse(n) for n in model]
     if artifact is not None:
         if len(specs) != 1:
             raise typer.BadParameter(
                 "give exactly one --model with --artifact", param_hint="--artifact"
             )
         specs[0].artifact = artifact
+    specs += [ModelSpec.parse(n) for n in (pair or ()) if n not in {s.name for s in specs}]
     engine = make_engine(url)
     try:
         history = History.from_engine(engine)

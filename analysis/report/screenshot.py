@@ -2,6 +2,8 @@
 screenshot it with headless Chromium:
 
     .venv/bin/python -m analysis.report.screenshot [--out-dir DIR] [--chromium chromium]
+
+(DIR defaults to /tmp/feedlab_report, outside the repository.)
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def screenshot(html_path: Path, png_path: Path, chromium: str = "chromium") -> N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out-dir", type=Path, default=Path("benchmarks/out"))
+    ap.add_argument("--out-dir", type=Path, default=Path("/tmp/feedlab_report"))
     ap.add_argument("--chromium", default="chromium")
     args = ap.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -133,8 +133,8 @@ def line_band(
                 f'<text x="{x(i) - 4:.1f}" y="{y(v) - 6:.1f}" font-size="10" '
                 f'text-anchor="end" fill="{BAD}">{escape(name)}</text>'
             )
-    step = max(1, n // 5)
-    for i in [*(i for i in range(0, n - 1, step) if i <= n - 1 - step / 2), n - 1]:
+    step = max(1, math.ceil(n / 4))
+    for i in [*(i for i in range(0, n - 1, step) if i <= n - 1 - step), n - 1]:
         anchor = "end" if i == n - 1 and n > 1 else "middle"
         parts.append(
             f'<text x="{x(i):.1f}" y="{height - 14}" font-size="10" text-anchor="{anchor}" '

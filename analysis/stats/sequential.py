@@ -9,8 +9,8 @@ Armitage-McPherson-Rowe recursion), so any number and spacing of looks works."""
 
 from __future__ import annotations
 
-import itertools
 import functools
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
