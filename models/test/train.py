@@ -28,6 +28,7 @@ from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
 from models.history import History
 from models.test.embeddings import DEFAULT_MODEL, Embedder, EmbeddingCache, embed_texts
 from models.test.model import RetrievalConfig, scoring_request
+from models.test.scoring import PriorScorer, fit_prior
 from models.test.taste import EmbeddingFeatures, TasteConfig
 
 if TYPE_CHECKING:
@@ -45,10 +46,27 @@ class TrainConfig:
     valid_cutoffs: int = 7
     min_history_days: float = 14
     iterations: int = 300
-    depth: int = 6
-    learning_rate: float = 0.05
+    tree_step: int = 10  # the held-out cutoffs pick the number of trees in these steps
+    depth: int = 4
+    learning_rate: float = 0.03
     loss: str = "Logloss"
-    weight_groups: bool = True
+    weight_groups: bool = False
+    # What CatBoost corrects the popularity prior with: user activity and the user's taste
+    # in embedding space (raw counts and co-visitation drift with history length).
+    ranker_columns: tuple[str, ...] = (
+        "user_views",
+        "user_likes",
+        "user_like_rate",
+        "user_events_7d",
+        "user_days_active",
+        "user_days_since_last",
+        "emb_cos_profile",
+        "emb_cos_profile_z",
+        "emb_cos_contrast",
+        "emb_max_recent",
+        "emb_max_recent_z",
+        "emb_knn_like_rate",
+    )
     text_dim: int = 32
     neighbours: int = 50
     seed: int = 0
@@ -60,6 +78,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict) -> TrainConfig:
         raw = dict(raw)
+        if "ranker_columns" in raw:
+            raw["ranker_columns"] = tuple(raw["ranker_columns"])
         taste = TasteConfig(**raw.pop("taste", {}))
         retrieval = dict(raw.pop("retrieval", {}))
         shared = CandidateConfig(**retrieval.pop("shared", {}))
@@ -82,19 +102,12 @@ class Rows:
             parts[0].columns,
         )
 
-    def pool(self, weight_groups: bool = False):
-        """A CatBoost pool; `weight_groups`: each group (user-window) weighs 1 in total over
-        its positives, so a user liking 40 posts a week counts as much as one liking 1."""
-        from catboost import Pool
-
-        weight = None
-        if weight_groups:
-            positives = np.bincount(self.groups, weights=self.labels)[self.groups]
-            weight = 1.0 / np.maximum(positives, 1.0)
-            weight = weight / weight.mean()
-        return Pool(
-            self.matrix, self.labels.astype(np.float32), group_id=self.groups, weight=weight
-        )
+    def group_weights(self) -> np.ndarray:
+        """Row weights giving each group (user-window) a total weight of 1 over its positives,
+        so a user liking 40 posts a week counts as much as one liking 1."""
+        positives = np.bincount(self.groups, weights=self.labels)[self.groups]
+        weight = 1.0 / np.maximum(positives, 1.0)
+        return weight / weight.mean()
 
 
 def cutoffs(history: History, t0: datetime, config: TrainConfig) -> list[datetime]:
@@ -187,6 +200,18 @@ def group_hit_rate(scores: np.ndarray, rows: Rows, k: int = 5) -> float:
     return float(np.mean(hits))
 
 
+def _pool(rows: Rows, scorer: PriorScorer, weight_groups: bool):
+    """The correction's training pool: ranker columns, label, the prior as baseline."""
+    from catboost import Pool
+
+    return Pool(
+        rows.matrix[:, [rows.columns.index(c) for c in scorer.ranker_columns]],
+        rows.labels.astype(np.float32),
+        weight=rows.group_weights() if weight_groups else None,
+        baseline=scorer.prior(rows.matrix),
+    )
+
+
 def _ranker(config: TrainConfig, iterations: int):
     from catboost import CatBoost
 
@@ -252,32 +277,43 @@ def train(
     n_valid = min(config.valid_cutoffs, len(per_cutoff) // 2)
     fit_rows = Rows.concat(per_cutoff[:-n_valid])
     valid_rows = Rows.concat(per_cutoff[-n_valid:])
-    weighted = config.weight_groups
+    all_rows = Rows.concat(per_cutoff)
 
     with tqdm(total=2, desc="test: CatBoost", disable=not progress) as bar:
+        column, coef, intercept = fit_prior(
+            fit_rows.matrix,
+            fit_rows.labels,
+            fit_rows.groups,
+            fit_rows.columns,
+            lambda score: group_hit_rate(score, fit_rows),
+        )
+        ranker_columns = [c for c in config.ranker_columns if c in fit_rows.columns]
+        scorer = PriorScorer(fit_rows.columns, ranker_columns, column, coef, intercept, 0)
         ranker = _ranker(config, config.iterations)
-        ranker.fit(fit_rows.pool(weighted), eval_set=valid_rows.pool(weighted), use_best_model=True)
-        best = max(20, ranker.get_best_iteration() + 1)
-        valid_scores = ranker.predict(valid_rows.matrix)
-        pop_col = fit_rows.columns.index("post_likes_7d")
+        ranker.fit(_pool(fit_rows, scorer, config.weight_groups))
+        scorer.ranker = ranker
+        prior_valid = scorer.prior(valid_rows.matrix)
+        by_trees = {
+            n: group_hit_rate(prior_valid + scorer.correction(valid_rows.matrix, n), valid_rows)
+            for n in range(0, config.iterations + 1, config.tree_step)
+        }
+        best = max(by_trees, key=lambda n: (by_trees[n], -n))
         metrics = {
             "valid_cutoffs": [c.isoformat() for c in points[-n_valid:]],
             "valid_groups": len(np.unique(valid_rows.groups)),
-            "valid_hit_rate_at_5_candidates": group_hit_rate(valid_scores, valid_rows),
-            "valid_hit_rate_at_5_candidates_popular_7d": group_hit_rate(
-                valid_rows.matrix[:, pop_col], valid_rows
-            ),
-            "best_iteration": best,
+            "valid_hit_rate_at_5_candidates": by_trees[best],
+            "valid_hit_rate_at_5_candidates_prior": by_trees[0],
+            "trees": best,
         }
         bar.update()
-        final = _ranker(config, best)
-        all_rows = Rows.concat(per_cutoff)
-        all_pool = all_rows.pool(weighted)
-        final.fit(all_pool)
+        final = _ranker(config, max(best, 1))
+        final.fit(_pool(all_rows, scorer, config.weight_groups))
+        scorer.ranker, scorer.trees = final, best
         bar.update()
 
-    importance = final.get_feature_importance(data=all_pool).round(4).tolist()
-    importances = dict(zip(all_rows.columns, importance, strict=True))
+    ranker_idx = [all_rows.columns.index(c) for c in ranker_columns]
+    importance = final.get_feature_importance(type="PredictionValuesChange").round(4).tolist()
+    importances = dict(zip([all_rows.columns[i] for i in ranker_idx], importance, strict=True))
     covisit = CoVisitation.fit(past, t0, posts.post_ids, config.neighbours)
     out.mkdir(parents=True, exist_ok=True)
     final.save_model(str(out / "model.cbm"))
@@ -320,6 +356,7 @@ def train(
         },
         "config": asdict(config),
         "columns": all_rows.columns,
+        "scorer": scorer.params(),
         "topic_vocab": table.topic_vocab,
         "profile_encoder": asdict(encoder),
         "metrics": metrics,
