@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from feedlab.demo import feedlab_cmd, run_step, serve_args, train_cmd  # noqa: E402
 from gateway.testing import free_port, serve_subprocess  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
-from storage.schema import exposures, users  # noqa: E402
+from storage.schema import exposures, posts, users  # noqa: E402
 
 CONNECTIONS = 64
 GRACE_S = 10.0
@@ -334,6 +334,7 @@ def main() -> None:
         engine = make_engine(env["FEEDLAB_DATABASE_URL"])
         with engine.connect() as conn:
             user_ids = [int(u) for u in conn.execute(select(users.c.user_id)).scalars()]
+            args.posts = conn.execute(select(func.count()).select_from(posts)).scalar_one()
         users_file = workdir / "users.json"
         users_file.write_text(json.dumps(user_ids or [1]))
         port = free_port()

@@ -84,7 +84,7 @@ def demo(
     directory: Path = typer.Option(
         Path("."), "--dir", help="Where feedlab.db, artifacts/ and reports/ go."
     ),
-    users: int = typer.Option(300, "--users", min=10, help="Simulated users."),
+    users: int = typer.Option(500, "--users", min=10, help="Simulated users."),
     days: int = typer.Option(3, "--days", min=1, max=30, help="Simulated days of traffic."),
     port: int = typer.Option(8000, "--port", help="Gateway port (a free one if taken)."),
     seed: int = typer.Option(0, "--seed"),

@@ -161,7 +161,7 @@ def prepare_directory(directory: Path) -> Path:
 def run_demo(
     directory: Path,
     *,
-    users: int = 300,
+    users: int = 500,
     days: int = 3,
     port: int = 8000,
     seed: int = 0,
@@ -206,9 +206,9 @@ def run_demo(
         report = traffic_and_report(url, env, spec, directory, users=users, days=days, seed=seed)
         minutes = (time.monotonic() - started) / 60
         print(f"\nreport: {report}  (demo took {minutes:.1f} min)")
-        print(f"try it:  curl '{url}/post/recommendations/?id=1&limit=5'")
-        print(f"metrics: curl {url}/metrics    API docs: {url}/docs")
         if serve:
+            print(f"try it:  curl '{url}/post/recommendations/?id=1&limit=5'")
+            print(f"metrics: curl {url}/metrics    API docs: {url}/docs")
             print("the gateway keeps serving; Ctrl-C to stop", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 proc.wait()

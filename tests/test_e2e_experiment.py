@@ -2,10 +2,10 @@
 trained, `feedlab serve` (uvicorn) running the experiment, simulated users whose likes follow the
 world's hidden preferences, then `feedlab analyze --format json`.
 
-A/B (control = CatBoost, test = embeddings): the world hides a within-topic taste that shows only
-in post words, so the test arm must come out ahead on HitRate with p < 0.05 and no SRM.
-A/A (both arms the control model), later on the same database: no SRM, no significant HitRate
-difference.
+A/A first (both arms the control model): no SRM, no significant HitRate difference.
+Then A/B on the same database, in the simulated days after (control = CatBoost, test =
+embeddings): the world hides a within-topic taste that shows only in post words, so the test arm
+must come out ahead on HitRate with p < 0.05, again without SRM.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def hitrate(phase: dict) -> dict:
     return next(m for m in comparison["metrics"] if m["metric"] == "hitrate")
 
 
-def test_test_arm_wins_and_an_aa_test_finds_nothing(pg_url: str, tmp_path: Path) -> None:
+def test_an_aa_test_finds_nothing_and_the_test_arm_wins(pg_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "FEEDLAB_DATABASE_URL": pg_url, "HF_HUB_OFFLINE": "1"}
     spec = tmp_path / "world.json"
     run(feedlab_cmd("demo-data", *WORLD, "--spec-out", str(spec)), env)
@@ -81,6 +81,16 @@ def test_test_arm_wins_and_an_aa_test_finds_nothing(pg_url: str, tmp_path: Path)
     for arm in ("control", "test"):
         run(train_cmd(arm, artifacts / arm, "--t0", t0.isoformat(), *TRAIN), env)
 
+    aa = write_config(
+        tmp_path / "e2e_aa.yaml", artifacts, experiment="e2e_aa", control="control", test="control"
+    )
+    phase = run_experiment(aa, spec, env, tmp_path, seed=2)
+    assert phase["srm"]["flagged"] is False
+    assert phase["exposures"] == USERS * DAYS * REQUESTS_PER_DAY
+    metric = hitrate(phase)
+    assert metric["test"]["p_value"] >= 0.05, metric
+    assert metric["significant"] is False
+
     ab = write_config(tmp_path / "e2e_ab.yaml", artifacts, experiment="e2e_ab")
     phase = run_experiment(ab, spec, env, tmp_path, seed=1)
     assert phase["srm"]["flagged"] is False
@@ -88,12 +98,3 @@ def test_test_arm_wins_and_an_aa_test_finds_nothing(pg_url: str, tmp_path: Path)
     result = hitrate(phase)["test"]
     assert result["diff"] > 0, result
     assert result["p_value"] < 0.05, result
-
-    aa = write_config(
-        tmp_path / "e2e_aa.yaml", artifacts, experiment="e2e_aa", control="control", test="control"
-    )
-    phase = run_experiment(aa, spec, env, tmp_path, seed=2)
-    assert phase["srm"]["flagged"] is False
-    metric = hitrate(phase)
-    assert metric["test"]["p_value"] >= 0.05, metric
-    assert metric["significant"] is False

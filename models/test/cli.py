@@ -27,7 +27,9 @@ def train_test(
     url: str = typer.Option(
         None, "--url", help="Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
     ),
-    iterations: int = typer.Option(800, "--iterations", min=10, help="Max CatBoost trees."),
+    iterations: int = typer.Option(
+        None, "--iterations", min=10, help="Max CatBoost trees (default: TrainConfig's)."
+    ),
 ) -> None:
     """Train the test arm (post embeddings + CatBoost) on events before T0."""
     meta = run_train(url, t0, out, embedding_model, iterations)
@@ -44,7 +46,7 @@ def run_train(
     t0: datetime | None,
     out: Path,
     embedding_model: str | None = None,
-    iterations: int = 800,
+    iterations: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train; returns meta."""

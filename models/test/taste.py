@@ -100,9 +100,17 @@ class EmbeddingFeatures:
     def __init__(self, vectors: np.ndarray, config: TasteConfig) -> None:
         self.vectors = vectors
         self.config = config
+        self._last: tuple[UserState, Taste] | None = None
 
     def taste(self, user: UserState) -> Taste:
-        return user_taste(self.vectors, user, self.config)
+        """The user's taste; the last one is kept, as retrieval and features ask for the same
+        `UserState` in one request (identity check, so threads never share a wrong one)."""
+        last = self._last
+        if last is not None and last[0] is user:
+            return last[1]
+        taste = user_taste(self.vectors, user, self.config)
+        self._last = (user, taste)
+        return taste
 
     def __call__(self, req: Request) -> dict[str, np.ndarray]:
         c = req.candidates

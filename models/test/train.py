@@ -116,7 +116,9 @@ def cutoffs(history: History, t0: datetime, config: TrainConfig) -> list[datetim
     if span is None:
         raise ValueError("t0: no events before T0 to train on")
     window, step = timedelta(days=config.window_days), timedelta(days=config.step_days)
-    first_allowed = span[0] + timedelta(days=config.min_history_days)
+    # warm-up: `min_history_days`, but never more than a third of the pre-T0 span
+    warmup = min(timedelta(days=config.min_history_days), (t0 - window - span[0]) / 3)
+    first_allowed = span[0] + warmup
     found, c = [], t0 - window
     while c >= first_allowed and len(found) < config.max_cutoffs:
         found.append(c)
