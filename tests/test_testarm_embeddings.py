@@ -45,6 +45,7 @@ def test_a_folder_that_is_no_model_is_refused_by_name(tmp_path: Path) -> None:
         resolve_model(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_vectors_equal_a_fresh_sentence_transformer_encode(embedder: Embedder) -> None:
     from sentence_transformers import SentenceTransformer
 

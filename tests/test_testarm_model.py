@@ -15,6 +15,7 @@ import testarm_world as world
 from sqlalchemy import Engine, func, select
 
 from models.base import Event, Recommender
+from models.history import from_us
 from models.registry import load_model
 from models.test.taste import TasteConfig, user_taste
 from models.test.train import TrainConfig, train
@@ -181,3 +182,65 @@ def test_load_with_a_live_catalog_embeds_posts_the_artifact_never_saw(
     assert fresh_again == 0
     assert isinstance(cache, EmbeddingCache)
     np.testing.assert_allclose(vectors[-1], model.post_vector(9002), atol=1e-6)
+
+
+def test_feedlab_train_test_writes_a_loadable_artifact_from_the_database(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import insert
+    from typer.testing import CliRunner
+
+    from feedlab.cli import app
+    from storage.engine import make_engine
+    from storage.schema import feed, posts, users
+
+    catalog = world.catalog()
+    events = world.history().events_between(None, None)
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(posts),
+            [
+                {"post_id": int(p), "text": t, "topic": s}
+                for p, t, s in zip(catalog.post_ids, catalog.texts, catalog.topics, strict=True)
+            ],
+        )
+        conn.execute(insert(users), [{"user_id": u, "age": 30} for u in range(1, 41)])
+        conn.execute(
+            insert(feed),
+            [
+                {
+                    "timestamp": from_us(int(ts)),
+                    "user_id": int(u),
+                    "post_id": int(p),
+                    "action": "like" if like else "view",
+                }
+                for ts, u, p, like in zip(
+                    events.ts, events.user_ids, events.post_ids, events.is_like, strict=True
+                )
+            ],
+        )
+    out = tmp_path / "artifact"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "test",
+            "--url",
+            sqlite_url,
+            "--out",
+            str(out),
+            "--t0",
+            world.T0.isoformat(),
+            "--iterations",
+            "20",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "written to" in result.output
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(post_embeddings)).scalar_one() == 120
+    engine.dispose()
+    model = load_model("test", out, world.history())
+    recs = model.recommend(3, AT, 5)
+    assert len(set(recs)) == 5

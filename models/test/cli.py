@@ -67,9 +67,9 @@ def run_train(
         posts = PostCatalog.from_engine(engine)
         users = UserProfiles.from_engine(engine)
         start = median_time(history) if t0 is None else from_us(to_us(t0))
-        config = TrainConfig(
-            embedding_model=embedding_model or DEFAULT_MODEL, iterations=iterations
-        )
+        config = TrainConfig(embedding_model=embedding_model or DEFAULT_MODEL)
+        if iterations is not None:
+            config.iterations = iterations
         try:
             return train(
                 history, posts, users, start, out, config, engine=engine, progress=progress
