@@ -1,9 +1,9 @@
 """Offline quality: rolling-origin HitRate@5 of the baselines and the trained arms.
 
 Datasets: MovieLens 100K from ../shared/data (imported with `storage.importers.movielens`) and
-the demo world (`storage.demo.world`), each into a throw-away SQLite file. The control arm is
-trained on events before T0 (the median view time), then everything is evaluated with the
-DESIGN protocol (W = 7 days, K = 5) on the same (user, window) pairs.
+the demo world (`storage.demo.world`), each into a throw-away SQLite file. The arms (control
+and test by default) are trained on events before T0 (the median view time), then everything
+is evaluated with the DESIGN protocol (W = 7 days, K = 5) on the same (user, window) pairs.
 
     .venv/bin/python benchmarks/quality.py [--skip-demo] [--demo-users 1000] [--arms control test]
 """
@@ -23,7 +23,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from analysis.offline.evaluate import median_time  # noqa: E402
-from analysis.offline.report import ModelSpec, run  # noqa: E402
+from analysis.offline.report import ModelSpec, result_cells, run  # noqa: E402
 from models.catalog import PostCatalog, UserProfiles  # noqa: E402
 from models.history import History  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
@@ -70,9 +70,9 @@ def train_arm(arm: str, url: str, out: Path) -> float:
 
         run_train_control(url, None, out)
     else:
-        from models.test.cli import run_train
+        from models.cli import run_train_test
 
-        run_train(url, None, out)
+        run_train_test(url, None, out)
     return time.perf_counter() - started
 
 
@@ -96,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--arms", nargs="*", default=["control"])
+    parser.add_argument("--arms", nargs="*", default=["control", "test"])
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--demo-users", type=int, default=1000)
     parser.add_argument("--demo-posts", type=int, default=1000)
@@ -129,17 +129,7 @@ def main() -> None:
         table.add_column(col, justify="left" if col in ("dataset", "model") else "right")
     for name, report in reports.items():
         for r in report["results"]:
-            lo, hi = r["hit_rate_ci95"]
-            table.add_row(
-                name,
-                r["model"],
-                str(r["n"]),
-                f"{r['hit_rate']:.3f}",
-                f"[{lo:.3f}, {hi:.3f}]",
-                f"{r['recall']:.3f}",
-                f"{r['ndcg']:.3f}",
-                f"{r['coverage']:.3f}",
-            )
+            table.add_row(name, r["model"], *result_cells(r))
     console.print(table)
 
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from experiments.assignment import Assigner
@@ -29,12 +29,9 @@ from gateway.backends import Backend, HttpBackend, InprocessBackend
 from models.catalog import PostCatalog
 from models.history import History
 from models.registry import load_model
+from storage.clock import utcnow
 
 log = logging.getLogger("feedlab.gateway")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from storage.clock import naive_utc
 
 MAX_ID = 2**63 - 1
 """Ids are stored as BIGINT."""
 
 MAX_FEED_BATCH = 10_000
-
-
-def naive_utc(value: datetime) -> datetime:
-    """Convert tz-aware input to naive UTC (the project-wide convention)."""
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 NaiveUTC = Annotated[datetime, AfterValidator(naive_utc)]
@@ -44,7 +39,9 @@ class FeedEventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")] | None = (
+        None
+    )
     timestamp: NaiveUTC
     user_id: Id
     post_id: Id

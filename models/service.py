@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,16 +16,13 @@ from fastapi import FastAPI, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 
 from models.base import Event
+from storage.clock import naive_utc, utcnow
 
 MAX_ID = 2**63 - 1
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
-
-
 class EventIn(BaseModel):
-    timestamp: Annotated[datetime, AfterValidator(_naive_utc)]
+    timestamp: Annotated[datetime, AfterValidator(naive_utc)]
     user_id: Annotated[int, Field(ge=0, le=MAX_ID)]
     post_id: Annotated[int, Field(ge=0, le=MAX_ID)]
     action: Literal["view", "like"]
@@ -83,7 +80,7 @@ def create_service_app(
     ) -> RecommendOut:
         """Post ids for `user_id` at time `at` (now if unset), using history before `at` only."""
         model = request.app.state.model
-        when = _naive_utc(at) if at is not None else datetime.now(UTC).replace(tzinfo=None)
+        when = naive_utc(at) if at is not None else utcnow()
         ids = model.recommend(user_id, when, limit)
         return RecommendOut(post_ids=[int(p) for p in ids], model=model.name, version=model.version)
 

@@ -6,21 +6,31 @@ A/A first (both arms the control model): no SRM, no significant HitRate differen
 Then A/B on the same database, in the simulated days after (control = CatBoost, test =
 embeddings): the world hides a within-topic taste that shows only in post words, so the test arm
 must come out ahead on HitRate with p < 0.05, again without SRM.
+Last, the same artifacts behind `feedlab serve-model` processes: the gateway serves both arms over
+HTTP with exactly the lists the in-process models give.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import select
 
 from feedlab.demo import feedlab_cmd, serve_args, train_cmd, training_cutoff, write_config
 from gateway.testing import free_port, serve_subprocess
+from models.catalog import PostCatalog
+from models.history import History
+from models.registry import load_model
 from storage.demo import simulate as sim
 from storage.engine import make_engine
+from storage.schema import exposures
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -98,3 +108,78 @@ def test_an_aa_test_finds_nothing_and_the_test_arm_wins(pg_url: str, tmp_path: P
     result = hitrate(phase)["test"]
     assert result["diff"] > 0, result
     assert result["p_value"] < 0.05, result
+    check_arms_over_http(artifacts, env, tmp_path, plan_start=t0)
+
+
+HTTP_CONFIG = """\
+default_model: control
+experiments:
+  - name: e2e_http
+    status: running
+    salt: e2e-http
+    traffic: 100
+    arms:
+      - {{name: control, model: remote_control, weight: 50}}
+      - {{name: test, model: remote_test, weight: 50}}
+models:
+  remote_control: {{backend: http, url: "http://127.0.0.1:{control}", timeout_ms: 10000}}
+  remote_test: {{backend: http, url: "http://127.0.0.1:{test}", timeout_ms: 10000}}
+"""
+
+
+def check_arms_over_http(artifacts: Path, env: dict[str, str], tmp: Path, plan_start) -> None:
+    """Both trained arms behind `serve-model`: served without fallback, versions from meta.json,
+    and the same lists the artifacts give in process for the same (user, time)."""
+    ports = {arm: free_port() for arm in ("control", "test")}
+    config = tmp / "e2e_http.yaml"
+    config.write_text(HTTP_CONFIG.format(**ports))
+    engine = make_engine(env["FEEDLAB_DATABASE_URL"])
+    history, catalog = History.from_engine(engine), PostCatalog.from_engine(engine)
+    local = {arm: load_model(arm, artifacts / arm, history, catalog) for arm in ports}
+    versions = {
+        arm: json.loads((artifacts / arm / "meta.json").read_text())["version"] for arm in ports
+    }
+    at = datetime.combine(plan_start.date(), datetime.min.time())
+    gw_port = free_port()
+    with contextlib.ExitStack() as stack:
+        for arm, port in ports.items():
+            args = ["serve-model", arm, "--port", str(port), "--artifact", str(artifacts / arm)]
+            stack.enter_context(
+                serve_subprocess(args, env, port, tmp / f"model-{arm}.log", timeout=300)
+            )
+        gateway_args = serve_args(config, gw_port, tmp / "spool-http")
+        stack.enter_context(
+            serve_subprocess(gateway_args, env, gw_port, tmp / "gw-http.log", timeout=300)
+        )
+        served = {}
+        for user in range(1, 41):
+            r = httpx.get(
+                f"http://127.0.0.1:{gw_port}/post/recommendations/",
+                params={"id": user, "time": at.isoformat(), "limit": 5},
+                timeout=30,
+            )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            ids = [p["id"] for p in body["recommendations"]]
+            assert ids == local[body["exp_group"]].recommend(user, at, 5)
+            served[r.headers["X-Request-ID"]] = body["exp_group"]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                exposures.c.request_id,
+                exposures.c.model,
+                exposures.c.model_version,
+                exposures.c.fallback,
+            )
+        ).all()
+    engine.dispose()
+    logged = {row.request_id: row for row in rows if row.request_id in served}
+    assert len(logged) == len(served)
+    assert set(served.values()) == {"control", "test"}
+    for request_id, arm in served.items():
+        row = logged[request_id]
+        assert (row.model, row.model_version, row.fallback) == (
+            f"remote_{arm}",
+            versions[arm],
+            False,
+        )

@@ -201,6 +201,8 @@ def test_feed_validated_and_idempotent_by_event_id(gateway: Gateway):
     bad = gateway_post(gateway, "/feed", {**event, "action": "share"})
     assert bad.status_code == 422 and "action" in bad.json()["message"]
     assert gateway_post(gateway, "/feed", []).status_code == 422
+    nul = gateway_post(gateway, "/feed", {**event, "event_id": "ev\x003"})
+    assert nul.status_code == 422 and "event_id" in nul.json()["message"]
     assert count(gateway.engine, feed) == before + 3
 
 

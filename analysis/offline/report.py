@@ -98,17 +98,21 @@ def table(report: dict, title: str | None = None):
     for col in ("model", "n", f"HitRate@{k}", "95% CI", f"Recall@{k}", f"NDCG@{k}", "coverage"):
         tab.add_column(col, justify="left" if col == "model" else "right")
     for r in report["results"]:
-        lo, hi = r["hit_rate_ci95"]
-        tab.add_row(
-            r["model"],
-            str(r["n"]),
-            f"{r['hit_rate']:.3f}",
-            f"[{lo:.3f}, {hi:.3f}]",
-            f"{r['recall']:.3f}",
-            f"{r['ndcg']:.3f}",
-            f"{r['coverage']:.3f}",
-        )
+        tab.add_row(r["model"], *result_cells(r))
     return tab
+
+
+def result_cells(result: dict) -> list[str]:
+    """One model's row after its name: n, HitRate, 95% CI, Recall, NDCG, coverage."""
+    lo, hi = result["hit_rate_ci95"]
+    return [
+        str(result["n"]),
+        f"{result['hit_rate']:.3f}",
+        f"[{lo:.3f}, {hi:.3f}]",
+        f"{result['recall']:.3f}",
+        f"{result['ndcg']:.3f}",
+        f"{result['coverage']:.3f}",
+    ]
 
 
 def comparison_text(report: dict) -> str | None:

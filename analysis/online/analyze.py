@@ -10,7 +10,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Engine
@@ -31,6 +31,7 @@ from analysis.stats.multiple import holm
 from analysis.stats.power import minimum_detectable_effect
 from analysis.stats.sequential import sequential_test
 from analysis.stats.srm import srm_test
+from storage.clock import utcnow
 
 EPOCH = date(1970, 1, 1)
 
@@ -95,7 +96,7 @@ def analyze(
         results = [_analyze_phase(conn, experiment, ph, cfg, opt) for ph, cfg in groups]
     return {
         "experiment": experiment,
-        "generated_at": datetime.now(UTC).replace(microsecond=0, tzinfo=None).isoformat(),
+        "generated_at": utcnow().replace(microsecond=0).isoformat(),
         "window_s": opt.window_s,
         "alpha": opt.alpha,
         "notes": notes,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from storage.clock import naive_utc
+
 FORMATS = ("table", "json", "html")
 
 
@@ -30,11 +32,7 @@ def _when(value: str | None, name: str) -> datetime | None:
         ts = datetime.fromisoformat(value)
     except ValueError as exc:
         raise typer.BadParameter(f"{name}: not an ISO datetime: {value!r}") from exc
-    if ts.tzinfo is not None:
-        from datetime import UTC
-
-        ts = ts.astimezone(UTC).replace(tzinfo=None)
-    return ts
+    return naive_utc(ts)
 
 
 def analyze_command(

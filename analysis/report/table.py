@@ -12,11 +12,19 @@ CAPTION = (
     "p: Welch (means), delta method (like_rate), z-test (converted); Holm across metrics; "
     "CUPED: pre-period covariate; MWU: Mann-Whitney U"
 )
+MIN_WIDTH = 120
+"""Below this a metric table wraps its names into ambiguity (`like_ra…`), so pipes and narrow
+terminals get at least this width."""
 STYLE = {"win": "bold green", "loss": "bold red", "inconclusive": "bold", "invalid": "bold yellow"}
 
 
+def wide_console() -> Console:
+    width = Console().width
+    return Console(width=max(width, MIN_WIDTH))
+
+
 def print_report(report: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or wide_console()
     r = clean(report)
     console.rule(f"experiment {r['experiment']}")
     for p in r["phases"]:
@@ -47,8 +55,9 @@ def print_report(report: dict, console: Console | None = None) -> None:
             console.print(f"[yellow]⚠ {w}[/]")
         for c in p["comparisons"]:
             t = Table(title=f"{c['arm']} vs {c['control']}", caption=CAPTION)
-            for col in ("metric", c["control"], c["arm"], "lift [95% CI]"):
-                t.add_column(col, justify="left" if col == "metric" else "right")
+            t.add_column("metric", no_wrap=True)
+            for col in (c["control"], c["arm"], "lift [95% CI]"):
+                t.add_column(col, justify="right")
             for col in ("p", "Holm p", "CUPED p", "MWU p"):
                 t.add_column(col, justify="right")
             for m in c["metrics"]:
@@ -80,7 +89,7 @@ def print_report(report: dict, console: Console | None = None) -> None:
 
 
 def print_plan(plan: dict, mde: float | None, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or wide_console()
     t = Table(title="experiment plan (two-sided z-test, normal approximation)")
     t.add_column("quantity")
     t.add_column("value", justify="right")

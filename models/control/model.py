@@ -10,16 +10,16 @@ from datetime import datetime
 
 import numpy as np
 
-from models.candidates import CandidateConfig, CoVisitation, generate
-from models.features import FeatureBuilder, Request, UserState
+from models.candidates import (
+    CandidateConfig,
+    CoVisitation,
+    covisit_scores,
+    excluded_mask,
+    generate,
+)
+from models.features import FeatureBuilder, Request
 from models.history import History
-
-
-def covisit_scores(covisit: CoVisitation, user: UserState) -> dict[str, np.ndarray]:
-    """Catalog-wide co-visitation scores for a user: summed and per recent like."""
-    recent = user.recent_liked
-    total = covisit.scores(recent)
-    return {"covisit": total, "covisit_mean": total / max(1, len(recent))}
+from models.scoring import PriorColumns
 
 
 def scoring_request(
@@ -34,12 +34,7 @@ def scoring_request(
     """Candidates and context for one (user, at): never a post liked before `at` (nor, with
     `exclude_seen`, any post seen before `at`), nor any post in `exclude`."""
     user = builder.user_state(user_id, at)
-    n = len(builder.posts)
-    excluded = user.seen_mask(n) if exclude_seen else np.zeros(n, bool)
-    excluded[user.liked] = True
-    if exclude is not None and len(exclude):
-        extra = builder.posts.catalog.index.lookup(np.fromiter(exclude, np.int64, len(exclude)))
-        excluded[extra[extra >= 0]] = True
+    excluded = excluded_mask(builder.posts.catalog, user, exclude_seen, exclude)
     stats = builder.stats(at)
     scores = covisit_scores(covisit, user)
     candidates = generate(stats, scores["covisit"], user, excluded, config)
@@ -74,15 +69,10 @@ class DailyCoVisitation:
             return fit
 
 
-PRIOR_EPS = 1e-5
-
-
 @dataclass
-class Scorer:
-    """score = popularity prior + CatBoost correction. The prior is a logistic fit of
-    log(like share in the best recent window), the window picked on pre-T0 cutoffs; CatBoost
-    boosts from it (its `baseline`) using `ranker_columns`, so a model that learns little
-    still ranks like the best popularity list."""
+class Scorer(PriorColumns):
+    """score = popularity prior (`models.scoring`) + CatBoost correction from `ranker_columns`;
+    the ranker is already cut to the picked number of trees."""
 
     columns: list[str]
     ranker_columns: list[str]
@@ -92,27 +82,11 @@ class Scorer:
     ranker: object = None
 
     def __post_init__(self) -> None:
-        self._idx = [self.columns.index(c) for c in self.ranker_columns]
-        self._prior = self.columns.index(self.prior_column)
-
-    def prior(self, matrix: np.ndarray) -> np.ndarray:
-        share = matrix[:, self._prior].astype(np.float64)
-        return self.prior_coef * np.log(share + PRIOR_EPS) + self.prior_intercept
-
-    def ranker_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        return matrix[:, self._idx]
+        self._index_columns()
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
         raw = self.ranker.predict(self.ranker_matrix(matrix), prediction_type="RawFormulaVal")
         return self.prior(matrix) + raw
-
-    def params(self) -> dict:
-        return {
-            "ranker_columns": self.ranker_columns,
-            "prior_column": self.prior_column,
-            "prior_coef": self.prior_coef,
-            "prior_intercept": self.prior_intercept,
-        }
 
 
 class ControlRecommender:

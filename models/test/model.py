@@ -11,7 +11,14 @@ from datetime import datetime
 import numpy as np
 
 from models.base import Event
-from models.candidates import CandidateConfig, CoVisitation, generate, top_positions
+from models.candidates import (
+    CandidateConfig,
+    CoVisitation,
+    covisit_scores,
+    excluded_mask,
+    generate,
+    top_positions,
+)
 from models.catalog import PostCatalog
 from models.features import FeatureBuilder, PostTable, Request, TextSVD
 from models.test.embeddings import Embedder, EmbeddingCache, embed_texts
@@ -40,22 +47,12 @@ def scoring_request(
     """Candidates and context for one (user, at): never a post liked before `at` (nor, with
     `exclude_seen`, any post seen before `at`), nor any post in `exclude`."""
     user = builder.user_state(user_id, at)
-    n = len(builder.posts)
-    excluded = user.seen_mask(n) if exclude_seen else np.zeros(n, bool)
-    excluded[user.liked] = True
-    if exclude is not None and len(exclude):
-        extra = builder.posts.catalog.index.lookup(np.fromiter(exclude, np.int64, len(exclude)))
-        excluded[extra[extra >= 0]] = True
+    excluded = excluded_mask(builder.posts.catalog, user, exclude_seen, exclude)
     stats = builder.stats(at)
-    recent = user.recent_liked
-    covisit_total = covisit.scores(recent)
+    scores = covisit_scores(covisit, user)
     taste = embedding.taste(user)
     similarity = profile_scores(embedding.vectors, taste)
-    scores = {
-        "covisit": covisit_total,
-        "covisit_mean": covisit_total / max(1, len(recent)),
-    }
-    shared = generate(stats, covisit_total, user, excluded, config.shared)
+    shared = generate(stats, scores["covisit"], user, excluded, config.shared)
     if taste.n_likes and config.embedding:
         similar = top_positions(similarity, config.embedding, ~excluded)
         merged = np.concatenate([shared, similar])

@@ -12,16 +12,17 @@ and the `post_embeddings` table, so retraining does not re-embed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.artifact import save_shared
 from models.candidates import CandidateConfig, CoVisitation
 from models.catalog import PostCatalog, UserProfiles
 from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
@@ -30,6 +31,16 @@ from models.test.embeddings import DEFAULT_MODEL, Embedder, EmbeddingCache, embe
 from models.test.model import RetrievalConfig, scoring_request
 from models.test.scoring import PriorScorer, fit_prior
 from models.test.taste import EmbeddingFeatures, TasteConfig
+from models.training import (
+    Rows,
+    cutoffs,
+    group_hit_rate,
+    history_before,
+    rows_per_cutoff,
+    scorer_meta,
+    training_data,
+    write_meta,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -86,50 +97,6 @@ class TrainConfig:
         return cls(**raw, taste=taste, retrieval=RetrievalConfig(shared=shared, **retrieval))
 
 
-@dataclass
-class Rows:
-    matrix: np.ndarray
-    labels: np.ndarray
-    groups: np.ndarray
-    columns: list[str]
-
-    @classmethod
-    def concat(cls, parts: list[Rows]) -> Rows:
-        return cls(
-            np.vstack([r.matrix for r in parts]),
-            np.concatenate([r.labels for r in parts]),
-            np.concatenate([r.groups for r in parts]),
-            parts[0].columns,
-        )
-
-    def group_weights(self) -> np.ndarray:
-        """Row weights giving each group (user-window) a total weight of 1 over its positives,
-        so a user liking 40 posts a week counts as much as one liking 1."""
-        positives = np.bincount(self.groups, weights=self.labels)[self.groups]
-        weight = 1.0 / np.maximum(positives, 1.0)
-        return weight / weight.mean()
-
-
-def cutoffs(history: History, t0: datetime, config: TrainConfig) -> list[datetime]:
-    """Training cutoffs, oldest first; each label window [c, c+W) ends by T0."""
-    span = history.time_range()
-    if span is None:
-        raise ValueError("t0: no events before T0 to train on")
-    window, step = timedelta(days=config.window_days), timedelta(days=config.step_days)
-    # warm-up: `min_history_days`, but never more than a third of the pre-T0 span
-    warmup = min(timedelta(days=config.min_history_days), (t0 - window - span[0]) / 3)
-    first_allowed = span[0] + warmup
-    found, c = [], t0 - window
-    while c >= first_allowed and len(found) < config.max_cutoffs:
-        found.append(c)
-        c -= step
-    if len(found) < 2:
-        raise ValueError(
-            f"t0: need at least two training cutoffs between {first_allowed} and {t0 - window}"
-        )
-    return found[::-1]
-
-
 def post_embeddings(
     posts: PostCatalog,
     model: str | None = None,
@@ -163,51 +130,12 @@ def load_artifact_vectors(path: Path, cache: EmbeddingCache) -> None:
     cache.update(saved["text_hashes"].tolist(), saved["vectors"])
 
 
-def rows_at(
-    history: History,
-    builder: FeatureBuilder,
-    covisit: CoVisitation,
-    embedding: EmbeddingFeatures,
-    cutoff: datetime,
-    config: TrainConfig,
-    group_offset: int,
-) -> Rows | None:
-    """Labelled candidate rows of one cutoff (users without a liked candidate are skipped)."""
-    labels = history.likes_by_user(cutoff, cutoff + timedelta(days=config.window_days))
-    ids = builder.posts.catalog.post_ids
-    parts, ys, groups, columns = [], [], [], []
-    for user_id in sorted(labels):
-        req = scoring_request(builder, covisit, embedding, config.retrieval, user_id, cutoff, True)
-        if len(req.user.ts) == 0 or len(req.candidates) == 0:
-            continue
-        y = np.isin(ids[req.candidates], list(labels[user_id]))
-        if not y.any():
-            continue
-        matrix, columns = builder.matrix(req)
-        parts.append(matrix)
-        ys.append(y)
-        groups.append(np.full(len(y), group_offset + len(groups)))
-    if not parts:
-        return None
-    return Rows(np.vstack(parts), np.concatenate(ys), np.concatenate(groups), columns)
-
-
-def group_hit_rate(scores: np.ndarray, rows: Rows, k: int = 5) -> float:
-    """Share of groups whose top-k by `scores` holds a positive (HitRate@k among candidates)."""
-    hits = []
-    for g in np.unique(rows.groups):
-        mask = rows.groups == g
-        top = np.argsort(-scores[mask], kind="stable")[:k]
-        hits.append(rows.labels[mask][top].any())
-    return float(np.mean(hits))
-
-
 def _pool(rows: Rows, scorer: PriorScorer, weight_groups: bool):
     """The correction's training pool: ranker columns, label, the prior as baseline."""
     from catboost import Pool
 
     return Pool(
-        rows.matrix[:, [rows.columns.index(c) for c in scorer.ranker_columns]],
+        scorer.ranker_matrix(rows.matrix),
         rows.labels.astype(np.float32),
         weight=rows.group_weights() if weight_groups else None,
         baseline=scorer.prior(rows.matrix),
@@ -249,10 +177,7 @@ def train(
 
     config = config or TrainConfig()
     started = time.perf_counter()
-    past = history.until(t0)
-    span = past.time_range()
-    if span is None:
-        raise ValueError(f"t0: no events before {t0}")
+    past, span = history_before(history, t0)
     users = users or UserProfiles.empty()
     embed_started = time.perf_counter()
     vectors, hashes, embedder, _, fresh = post_embeddings(
@@ -266,16 +191,22 @@ def train(
     builder = FeatureBuilder(past, table, users, encoder, extra_blocks=[embedding])
     points = cutoffs(past, t0, config)
 
-    per_cutoff: list[Rows] = []
-    offset = 0
-    for c in tqdm(points, desc="test: training rows", disable=not progress):
-        covisit = CoVisitation.fit(past, c, posts.post_ids, config.neighbours)
-        rows = rows_at(past, builder, covisit, embedding, c, config, offset)
-        if rows is not None:
-            per_cutoff.append(rows)
-            offset = int(rows.groups.max()) + 1
-    if len(per_cutoff) < 2:
-        raise ValueError("t0: too few labelled training rows before T0 (need two cutoffs)")
+    per_cutoff = rows_per_cutoff(
+        past,
+        builder,
+        points,
+        config.window_days,
+        lambda c: partial(
+            scoring_request,
+            builder,
+            CoVisitation.fit(past, c, posts.post_ids, config.neighbours),
+            embedding,
+            config.retrieval,
+            exclude_seen=True,
+        ),
+        "test: training rows",
+        progress,
+    )
     n_valid = min(config.valid_cutoffs, len(per_cutoff) // 2)
     fit_rows = Rows.concat(per_cutoff[:-n_valid])
     valid_rows = Rows.concat(per_cutoff[-n_valid:])
@@ -317,17 +248,8 @@ def train(
     importance = final.get_feature_importance(type="PredictionValuesChange").round(4).tolist()
     importances = dict(zip([all_rows.columns[i] for i in ranker_idx], importance, strict=True))
     covisit = CoVisitation.fit(past, t0, posts.post_ids, config.neighbours)
-    out.mkdir(parents=True, exist_ok=True)
-    final.save_model(str(out / "model.cbm"))
-    text_model.save(out / "text_svd.pkl")
-    users.save(out / "users.pkl")
+    save_shared(out, final, text_model, users, posts, table)
     covisit.save(out / "covisit.npz")
-    np.savez(
-        out / "posts.npz",
-        post_ids=posts.post_ids,
-        topics=np.array([t or "" for t in posts.topics], dtype=str),
-        text_vectors=table.text_vectors,
-    )
     np.savez(
         out / EMBEDDINGS_FILE,
         post_ids=posts.post_ids,
@@ -339,16 +261,7 @@ def train(
         "format": FORMAT_VERSION,
         "trained_at": datetime.now().replace(microsecond=0).isoformat(),
         "t0": t0.isoformat(),
-        "training_data": {
-            "first_event": span[0].isoformat(),
-            "last_event": span[1].isoformat(),
-            "events": len(past),
-            "cutoffs": [c.isoformat() for c in points],
-            "label_windows_end": (points[-1] + timedelta(days=config.window_days)).isoformat(),
-            "rows": len(all_rows.labels),
-            "positives": int(all_rows.labels.sum()),
-            "groups": len(np.unique(all_rows.groups)),
-        },
+        "training_data": training_data(past, span, points, config.window_days, all_rows),
         "embedding": {
             "model": embedder.name,
             "dim": int(vectors.shape[1]),
@@ -356,16 +269,9 @@ def train(
             "encoded_now": fresh,
             "seconds": round(embed_seconds, 1),
         },
-        "config": asdict(config),
-        "columns": all_rows.columns,
-        "scorer": scorer.params(),
-        "topic_vocab": table.topic_vocab,
-        "profile_encoder": asdict(encoder),
+        **scorer_meta(config, all_rows, scorer, table, encoder),
         "metrics": metrics,
         "feature_importance": importances,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
-    digest = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:8]
-    meta["version"] = f"test-{t0:%Y%m%d}-{digest}"
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    return meta
+    return write_meta(out, "test", t0, meta)
