@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,6 +27,17 @@ from storage.schema import feed, posts, users
 
 T0 = datetime(2024, 1, 1)
 TOPICS = ("news", "sport", "movie", "tech")
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 15.0, interval: float = 0.05) -> bool:
+    """Poll `check` until it holds or `timeout` passes (bounded); the gateway writes exposures
+    and forwards events asynchronously by design, so tests wait for them this way."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
 
 
 def free_port() -> int:

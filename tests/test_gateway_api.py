@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from experiments.assignment import Assigner
 from experiments.config import load_config
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.testing import ServerThread, seed_world, write_config
+from gateway.testing import ServerThread, seed_world, wait_until, write_config
 from storage.engine import make_engine
 from storage.schema import exposure_items, exposures, feed
 
@@ -37,16 +36,6 @@ class Gateway:
 
     def recommend(self, user_id: int | str, **params: object) -> httpx.Response:
         return self.get("/post/recommendations/", id=user_id, **params)
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0) -> bool:
-    """Poll `check` (bounded); exposures are written asynchronously by design."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def count(engine: Engine, table) -> int:

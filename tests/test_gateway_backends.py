@@ -6,8 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,14 @@ from experiments.assignment import Assigner
 from experiments.config import load_config
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.testing import ServerThread, free_port, seed_world, serve_subprocess, write_config
+from gateway.testing import (
+    ServerThread,
+    free_port,
+    seed_world,
+    serve_subprocess,
+    wait_until,
+    write_config,
+)
 from storage.engine import make_engine
 from storage.schema import exposures
 
@@ -26,15 +32,6 @@ pytestmark = pytest.mark.postgres
 
 FEB = "2024-02-01T00:00:00"
 KNOWN_USERS = range(1, 11)  # seed_world's users: known, so their arm's model is asked
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def exposure(engine: Engine, request_id: str) -> dict | None:

@@ -4,9 +4,7 @@ replay on restart, replay of an already-replayed spool."""
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -26,21 +24,13 @@ from gateway.testing import (
     free_port,
     seed_world,
     serve_subprocess,
+    wait_until,
     write_config,
 )
 from storage.engine import make_engine
 from storage.schema import experiment_configs, exposure_items, exposures
 
 pytestmark = pytest.mark.postgres
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def count(engine: Engine, table) -> int:
@@ -79,7 +69,7 @@ def test_database_outage_under_load_loses_and_duplicates_nothing(pg_url: str, tm
                 load.wait_for(150)
             assert load.failures == []
             ok = [r for r in load.results if r.status == 200]
-            assert wait_until(lambda: count(engine, exposures) == len(ok))
+            assert wait_until(lambda: count(engine, exposures) == len(ok), timeout=30)
             metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
         assert health["exposure_spool_files"] >= 1  # the outage was real: rows were spooled
         assert "feedlab_exposures_spooled_total 0.0" not in metrics
@@ -110,7 +100,7 @@ def test_spooled_exposures_are_replayed_once_after_a_restart(pg_url: str, tmp_pa
     log = tmp_path / "gateway.log"
     try:
         with serve_subprocess(args, env, port, log):
-            assert wait_until(lambda: count(engine, experiment_configs) == 1)
+            assert wait_until(lambda: count(engine, experiment_configs) == 1, timeout=30)
             proxy.sever()
             rids = []
             for uid in range(1, 41):
@@ -123,7 +113,7 @@ def test_spooled_exposures_are_replayed_once_after_a_restart(pg_url: str, tmp_pa
         assert sum(len(p.read_bytes().splitlines()) for p in spooled) == 40
         proxy.restore()
         with serve_subprocess(args, env, port, log):
-            assert wait_until(lambda: count(engine, exposures) == 40)
+            assert wait_until(lambda: count(engine, exposures) == 40, timeout=30)
             assert not list((tmp_path / "spool").glob("*.jsonl"))
         with engine.connect() as conn:
             assert set(conn.execute(select(exposures.c.request_id)).scalars()) == set(rids)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ from experiments.assignment import Assigner
 from experiments.config import load_config
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.testing import LoadLoop, ServerThread, seed_world, write_config
+from gateway.testing import LoadLoop, ServerThread, seed_world, wait_until, write_config
 from storage.engine import make_engine
 from storage.schema import experiment_configs, exposures
 
@@ -23,15 +22,6 @@ pytestmark = pytest.mark.postgres
 
 TOKEN = "reload-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def wait_until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
 
 
 _clients: dict[str, httpx.Client] = {}
