@@ -112,7 +112,7 @@ def test_an_aa_test_finds_nothing_and_the_test_arm_wins(pg_url: str, tmp_path: P
 
 
 HTTP_CONFIG = """\
-default_model: control
+default_model: remote_control
 experiments:
   - name: e2e_http
     status: running
