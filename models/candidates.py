@@ -7,7 +7,7 @@ are also a ranking feature.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.features import PostStats, UserState
+from models.features import FeatureBuilder, PostStats, Request, UserState
 from models.history import History, IdIndex
 
 if TYPE_CHECKING:
@@ -175,3 +175,29 @@ def excluded_mask(
         extra = catalog.index.lookup(np.fromiter(exclude, np.int64, len(exclude)))
         excluded[extra[extra >= 0]] = True
     return excluded
+
+
+def scoring_request(
+    builder: FeatureBuilder,
+    covisit: CoVisitation,
+    config: CandidateConfig,
+    user_id: int,
+    at: datetime,
+    exclude_seen: bool,
+    exclude: Collection[int] | None = None,
+    more: Callable[[UserState, np.ndarray], np.ndarray | None] | None = None,
+) -> Request:
+    """Candidates and context for one (user, at): never a post liked before `at` (nor, with
+    `exclude_seen`, any post seen before `at`), nor any post in `exclude`. An arm adds its own
+    source through `more(user, excluded) -> positions`, appended after the shared sources."""
+    user = builder.user_state(user_id, at)
+    excluded = excluded_mask(builder.posts.catalog, user, exclude_seen, exclude)
+    stats = builder.stats(at)
+    scores = covisit_scores(covisit, user)
+    candidates = generate(stats, scores["covisit"], user, excluded, config)
+    extra = more(user, excluded) if more is not None else None
+    if extra is not None and len(extra):
+        merged = np.concatenate([candidates, extra])
+        _, first = np.unique(merged, return_index=True)
+        candidates = merged[np.sort(first)]
+    return builder.request(user_id, at, candidates, scores, user=user)

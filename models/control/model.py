@@ -13,32 +13,11 @@ import numpy as np
 from models.candidates import (
     CandidateConfig,
     CoVisitation,
-    covisit_scores,
-    excluded_mask,
-    generate,
+    scoring_request,
 )
-from models.features import FeatureBuilder, Request
+from models.features import FeatureBuilder
 from models.history import History
 from models.scoring import PriorColumns
-
-
-def scoring_request(
-    builder: FeatureBuilder,
-    covisit: CoVisitation,
-    config: CandidateConfig,
-    user_id: int,
-    at: datetime,
-    exclude_seen: bool,
-    exclude: Collection[int] | None = None,
-) -> Request:
-    """Candidates and context for one (user, at): never a post liked before `at` (nor, with
-    `exclude_seen`, any post seen before `at`), nor any post in `exclude`."""
-    user = builder.user_state(user_id, at)
-    excluded = excluded_mask(builder.posts.catalog, user, exclude_seen, exclude)
-    stats = builder.stats(at)
-    scores = covisit_scores(covisit, user)
-    candidates = generate(stats, scores["covisit"], user, excluded, config)
-    return builder.request(user_id, at, candidates, scores, user=user)
 
 
 class DailyCoVisitation:

@@ -14,13 +14,11 @@ from models.base import Event
 from models.candidates import (
     CandidateConfig,
     CoVisitation,
-    covisit_scores,
-    excluded_mask,
-    generate,
     top_positions,
 )
+from models.candidates import scoring_request as shared_request
 from models.catalog import PostCatalog
-from models.features import FeatureBuilder, PostTable, Request, TextSVD
+from models.features import FeatureBuilder, PostTable, Request, TextSVD, UserState
 from models.test.embeddings import Embedder, EmbeddingCache, embed_texts
 from models.test.scoring import PriorScorer
 from models.test.taste import EmbeddingFeatures, profile_scores
@@ -44,23 +42,18 @@ def scoring_request(
     exclude_seen: bool,
     exclude: Collection[int] | None = None,
 ) -> Request:
-    """Candidates and context for one (user, at): never a post liked before `at` (nor, with
-    `exclude_seen`, any post seen before `at`), nor any post in `exclude`."""
-    user = builder.user_state(user_id, at)
-    excluded = excluded_mask(builder.posts.catalog, user, exclude_seen, exclude)
-    stats = builder.stats(at)
-    scores = covisit_scores(covisit, user)
-    taste = embedding.taste(user)
-    similarity = profile_scores(embedding.vectors, taste)
-    shared = generate(stats, scores["covisit"], user, excluded, config.shared)
-    if taste.n_likes and config.embedding:
-        similar = top_positions(similarity, config.embedding, ~excluded)
-        merged = np.concatenate([shared, similar])
-        _, first = np.unique(merged, return_index=True)
-        candidates = merged[np.sort(first)]
-    else:
-        candidates = shared
-    return builder.request(user_id, at, candidates, scores, user=user)
+    """The shared candidates plus the posts nearest to the user's taste."""
+
+    def nearest(user: UserState, excluded: np.ndarray) -> np.ndarray | None:
+        taste = embedding.taste(user)
+        similarity = profile_scores(embedding.vectors, taste)
+        if not (taste.n_likes and config.embedding):
+            return None
+        return top_positions(similarity, config.embedding, ~excluded)
+
+    return shared_request(
+        builder, covisit, config.shared, user_id, at, exclude_seen, exclude, more=nearest
+    )
 
 
 @dataclass(frozen=True)
