@@ -84,11 +84,19 @@ class PhaseResult:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process from /proc (psutil is not a dependency)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of a process and its descendants (the gateway's workers), from /proc
+    (psutil is not a dependency)."""
+    total = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += rss_mb(int(child))
+    except FileNotFoundError:  # exited meanwhile
+        pass
+    return total
 
 
 def prepare(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, str], Path]:
@@ -309,6 +317,9 @@ def main() -> None:
     parser.add_argument("--artifacts", help="existing artifacts dir (control/, test/) to reuse")
     parser.add_argument("--db-url", help="existing populated database instead of a new world")
     parser.add_argument("--limit", type=int, default=5, help="posts per request")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gateway processes (`feedlab serve --workers`)"
+    )
     parser.add_argument("--no-ramp", action="store_true")
     parser.add_argument("--ramp-start", type=float, default=250.0)
     parser.add_argument("--ramp-max", type=float, default=2000.0)
@@ -338,7 +349,7 @@ def main() -> None:
         users_file = workdir / "users.json"
         users_file.write_text(json.dumps(user_ids or [1]))
         port = free_port()
-        args_serve = serve_args(config, port, workdir / "spool")
+        args_serve = [*serve_args(config, port, workdir / "spool"), "--workers", str(args.workers)]
         log = workdir / "gateway.log"
         with serve_subprocess(args_serve, env, port, log, timeout=300) as gateway:
             report(args, f"http://127.0.0.1:{port}", gateway.pid, engine, users_file, user_ids)
@@ -350,7 +361,7 @@ def report(
 ) -> None:
     """The fixed-rate table, then the ramp to the highest clean rate."""
     print(
-        f"\ngateway pid {pid} on {url}: arms={args.arms}, "
+        f"\ngateway pid {pid} on {url}: arms={args.arms}, {args.workers} worker(s), "
         f"{args.posts} posts, {len(user_ids)} users, idle RSS {rss_mb(pid):.0f} MB"
     )
     print(f"\nfixed rates, {args.duration:.0f} s each (latency from scheduled send time)")

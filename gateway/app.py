@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from experiments.config import ConfigError, LoadedConfig
 from gateway.exposures import ConfigRecord
-from gateway.feed import apply_events, store_events
+from gateway.feed import apply_events, apply_stored, store_events
 from gateway.recommend import serve
 from gateway.runtime import utcnow
 from gateway.schemas import (
@@ -75,18 +75,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.exposure_log.start()
         stop = asyncio.Event()
         watcher: asyncio.Task | None = None
+        follower: asyncio.Task | None = None
         try:
             state.holder.on_new_config = lambda loaded, at: _config_loaded(state, loaded, at)
             await state.holder.reload("start-up")
             app.state.gateway = state
             if settings.watch_config:
                 watcher = asyncio.create_task(state.holder.watch(stop))
+            if state.follower is not None:
+                follower = asyncio.create_task(_follow_feed(state, stop))
             yield
         finally:
             stop.set()
-            if watcher is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(watcher, 5)
+            for task in (watcher, follower):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait_for(task, 5)
             await state.holder.aclose()
             await asyncio.to_thread(state.exposure_log.close)
             state.engine.dispose()
@@ -132,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(
                 503, "database unavailable, retry (events are idempotent)"
             ) from None
-        await apply_events(state, new)
+        await apply_stored(state, new)
         state.metrics.feed_events.labels("stored").inc(len(new))
         state.metrics.feed_events.labels("duplicate").inc(len(events) - len(new))
         return FeedOut(received=len(events), stored=len(new), duplicates=len(events) - len(new))
@@ -208,6 +212,21 @@ def _config_loaded(state: GatewayState, loaded: LoadedConfig, at: datetime) -> N
     it survives a database outage) and expose its version as a metric."""
     state.exposure_log.submit(ConfigRecord(loaded.version, at, loaded.text))
     state.metrics.set_config_version(loaded.version)
+
+
+async def _follow_feed(state: GatewayState, stop: asyncio.Event) -> None:
+    """Apply the events sibling workers store, every `feed_sync_interval` seconds."""
+    follower = state.follower
+    assert follower is not None and state.settings.feed_sync_interval
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), state.settings.feed_sync_interval)
+        try:
+            rows = await asyncio.to_thread(follower.fetch)
+        except SQLAlchemyError as exc:
+            log.warning("feed sync: database error, retrying: %s", exc)
+            continue
+        await apply_events(state, follower.take(rows))
 
 
 def _request_time(time: datetime | None) -> datetime:

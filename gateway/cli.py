@@ -22,9 +22,21 @@ def serve(
         None, "--spool-dir", help="Exposure spool while the DB is down (default: ./spool)."
     ),
     no_watch: bool = typer.Option(False, "--no-watch", help="Reload only on /admin/reload."),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="Gateway processes sharing the port (one per core); each loads the models, and "
+        "they see each other's feed events within --feed-sync seconds.",
+    ),
+    feed_sync: float = typer.Option(
+        0.1, "--feed-sync", min=0.01, help="With --workers > 1: seconds between feed polls."
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the gateway on $FEEDLAB_DATABASE_URL (admin endpoints need $FEEDLAB_ADMIN_TOKEN)."""
+    import os
+
     import uvicorn
 
     from experiments.config import ConfigError, load_config
@@ -40,7 +52,24 @@ def serve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     _log_to_stderr(log_level)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        return
+    # worker processes build their app from the environment
+    os.environ.update(
+        FEEDLAB_EXPERIMENTS=str(settings.config_path.resolve()),
+        FEEDLAB_SPOOL_DIR=str(settings.spool_dir.resolve()),
+        FEEDLAB_WATCH_CONFIG="1" if settings.watch_config else "0",
+        FEEDLAB_FEED_SYNC_INTERVAL=str(feed_sync),
+    )
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+    )
 
 
 def serve_model(

@@ -41,12 +41,20 @@ def store_events(engine: Engine, events: list[FeedEventIn]) -> list[FeedEventIn]
 _forwarding: set[asyncio.Task] = set()
 
 
-async def apply_events(state: GatewayState, new: list[FeedEventIn]) -> None:
+async def apply_stored(state: GatewayState, new: list[FeedEventIn]) -> None:
+    """Apply the events this worker just stored (those a sibling's rows did not bring in
+    meanwhile, see `gateway.feed_sync`)."""
+    if state.follower is not None:
+        fresh = state.follower.claim([e.key() for e in new])
+        new = [e for e in new if e.key() in fresh]
+    await apply_events(state, [Event(e.timestamp, e.user_id, e.post_id, e.action) for e in new])
+
+
+async def apply_events(state: GatewayState, events: list[Event]) -> None:
     """Put stored events into the shared History (so a like is excluded from the very next
     list), tell in-process models, and forward to model services (which own their History)."""
-    if not new:
+    if not events:
         return
-    events = [Event(e.timestamp, e.user_id, e.post_id, e.action) for e in new]
     state.history.add(events)
     runtime = state.holder.current
     backends = {id(b): b for b in (state.popular, *runtime.backends.values())}

@@ -25,6 +25,9 @@ class Settings(BaseModel):
     exposure_batch_size: int = Field(500, gt=0)
     exposure_queue_size: int = Field(100_000, gt=0)
     db_retry_interval: float = Field(1.0, gt=0)
+    feed_sync_interval: float | None = Field(None, gt=0)
+    """Seconds between polls of the feed table for events sibling workers stored (set by
+    `feedlab serve --workers N`); None: one process, nothing to poll."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -32,7 +35,10 @@ class Settings(BaseModel):
             "database_url": os.environ.get("FEEDLAB_DATABASE_URL"),
             "admin_token": os.environ.get("FEEDLAB_ADMIN_TOKEN") or None,
             "spool_dir": os.environ.get("FEEDLAB_SPOOL_DIR") or "spool",
+            "feed_sync_interval": os.environ.get("FEEDLAB_FEED_SYNC_INTERVAL") or None,
         }
+        if os.environ.get("FEEDLAB_WATCH_CONFIG"):
+            env["watch_config"] = os.environ["FEEDLAB_WATCH_CONFIG"] not in ("0", "false")
         if os.environ.get("FEEDLAB_EXPERIMENTS"):
             env["config_path"] = os.environ["FEEDLAB_EXPERIMENTS"]
         env.update({k: v for k, v in overrides.items() if v is not None})

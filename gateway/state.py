@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.backends import InprocessBackend
 from gateway.exposures import ExposureLog
+from gateway.feed_sync import FeedFollower, last_feed_id
 from gateway.metrics import GatewayMetrics
 from gateway.runtime import RuntimeHolder
 from gateway.settings import Settings
@@ -51,6 +52,7 @@ class GatewayState:
     popular: InprocessBackend
     exposure_log: ExposureLog
     metrics: GatewayMetrics
+    follower: FeedFollower | None = None
     holder: RuntimeHolder = field(init=False)
 
     def __post_init__(self) -> None:
@@ -60,7 +62,13 @@ class GatewayState:
     def load(cls, settings: Settings) -> GatewayState:
         engine = gateway_engine(settings.database_url)
         posts = PostCatalog.from_engine(engine)
-        history = History.from_engine(engine)
+        follower = None
+        if settings.feed_sync_interval:
+            start = last_feed_id(engine)
+            follower = FeedFollower(engine, start)
+            history = History.from_engine(engine, through_id=start)
+        else:
+            history = History.from_engine(engine)
         with engine.connect() as conn:
             known = set(conn.execute(select(users.c.user_id)).scalars())
         post_json = {
@@ -88,6 +96,7 @@ class GatewayState:
             popular=InprocessBackend("popular", load_model("popular", None, history, posts)),
             exposure_log=exposure_log,
             metrics=metrics,
+            follower=follower,
         )
 
     def is_known(self, user_id: int) -> bool:

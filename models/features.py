@@ -13,6 +13,7 @@ import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +95,42 @@ class PostTable:
 @dataclass
 class PostStats:
     """View/like counts by catalog position before `at`, overall and per recent window, with
-    each post's share of the window's likes: activity levels drift over time, shares do not."""
+    each post's share of the window's likes: activity levels drift over time, shares do not.
+
+    A snapshot shared by every request that sees the same events, so what derives from it
+    alone (the post feature columns, the popularity orders) is computed once per snapshot."""
 
     views: dict[str, np.ndarray]
     likes: dict[str, np.ndarray]
     like_share: dict[str, np.ndarray]
+
+    @cached_property
+    def columns(self) -> tuple[list[str], np.ndarray]:
+        """Catalog-wide post statistic features: (names, n_posts × n_names float32)."""
+        v, lk = self.views, self.likes
+        out = {}
+        for name in ("all", *WINDOWS):
+            out[f"post_views_{name}"] = v[name]
+            out[f"post_likes_{name}"] = lk[name]
+            out[f"post_like_share_{name}"] = self.like_share[name]
+        out["post_like_rate_all"] = _rate(lk["all"], v["all"])
+        out["post_like_rate_30d"] = _rate(lk["30d"], v["30d"])
+        out["post_recent_share"] = lk["30d"] / (lk["all"] + 1)
+        out["post_trend_7d_30d"] = lk["7d"] / (lk["30d"] + 1)
+        return list(out), np.column_stack(list(out.values())).astype(np.float32)
+
+    @cached_property
+    def popularity_orders(self) -> dict[str, np.ndarray]:
+        """Catalog positions by popularity, best first (ties by position): "all_time" ranks
+        likes with views as tie-break; "recent" ranks 30-day likes with all-time as tie-break.
+        Candidate generation walks these instead of sorting the catalog per request."""
+        views, likes = self.views["all"], self.likes["all"]
+        all_time = likes + views / (views.max(initial=0) + 1)
+        recent = self.likes["30d"] + all_time / (all_time.max(initial=0) + 1)
+        return {
+            "all_time": np.argsort(-all_time, kind="stable"),
+            "recent": np.argsort(-recent, kind="stable"),
+        }
 
     @classmethod
     def at(cls, history: History, positions: np.ndarray, at: datetime) -> PostStats:
@@ -156,7 +188,8 @@ class Request:
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # catalog-wide, e.g. co-visits
 
 
-FeatureBlock = Callable[[Request], dict[str, np.ndarray]]
+FeatureBlock = Callable[[Request], dict[str, np.ndarray | float]]
+"""Columns by name: an array with one value per candidate, or one float for all of them."""
 
 
 def _rate(num: np.ndarray | float, den: np.ndarray | float, prior: float = 0.5, weight: float = 2):
@@ -166,24 +199,16 @@ def _rate(num: np.ndarray | float, den: np.ndarray | float, prior: float = 0.5, 
 
 def post_block(req: Request) -> dict[str, np.ndarray]:
     c = req.candidates
-    v, lk = req.stats.views, req.stats.likes
-    out = {}
-    for name in ("all", *WINDOWS):
-        out[f"post_views_{name}"] = v[name][c]
-        out[f"post_likes_{name}"] = lk[name][c]
-        out[f"post_like_share_{name}"] = req.stats.like_share[name][c]
-    out["post_like_rate_all"] = _rate(lk["all"][c], v["all"][c])
-    out["post_like_rate_30d"] = _rate(lk["30d"][c], v["30d"][c])
-    out["post_recent_share"] = lk["30d"][c] / (lk["all"][c] + 1)
-    out["post_trend_7d_30d"] = lk["7d"][c] / (lk["30d"][c] + 1)
+    names, table = req.stats.columns
+    rows = table[c]
+    out = {name: rows[:, j] for j, name in enumerate(names)}
     out["post_topic"] = req.posts.topic[c].astype(np.float32)
     out["post_text_len"] = req.posts.text_len[c]
     return out
 
 
-def user_block(req: Request) -> dict[str, np.ndarray]:
+def user_block(req: Request) -> dict[str, float]:
     u = req.user
-    n = len(req.candidates)
     n_likes = float(u.is_like.sum())
     n_views = float(len(u.is_like) - n_likes)
     week = u.ts >= u.at_us - 7 * DAY_US
@@ -195,7 +220,7 @@ def user_block(req: Request) -> dict[str, np.ndarray]:
         "user_days_active": (u.at_us - u.ts[0]) / DAY_US if len(u.ts) else -1.0,
         "user_days_since_last": (u.at_us - u.ts[-1]) / DAY_US if len(u.ts) else -1.0,
     }
-    return {k: np.full(n, v, np.float32) for k, v in values.items()}
+    return values
 
 
 def affinity_block(req: Request) -> dict[str, np.ndarray]:
@@ -224,12 +249,8 @@ def affinity_block(req: Request) -> dict[str, np.ndarray]:
     return out
 
 
-def context_block(req: Request) -> dict[str, np.ndarray]:
-    n = len(req.candidates)
-    return {
-        "hour": np.full(n, req.at.hour + req.at.minute / 60, np.float32),
-        "weekday": np.full(n, req.at.weekday(), np.float32),
-    }
+def context_block(req: Request) -> dict[str, float]:
+    return {"hour": req.at.hour + req.at.minute / 60, "weekday": float(req.at.weekday())}
 
 
 def scores_block(req: Request) -> dict[str, np.ndarray]:
@@ -253,14 +274,12 @@ class ProfileEncoder:
             cats[k] = levels[np.argsort(-counts, kind="stable")][:max_levels].tolist()
         return cls(sorted(profiles.numeric), cats)
 
-    def block(self, req: Request) -> dict[str, np.ndarray]:
+    def block(self, req: Request) -> dict[str, float]:
         numeric, categorical = req.profile
-        n = len(req.candidates)
-        out = {f"profile_{k}": np.full(n, numeric.get(k, np.nan), np.float32) for k in self.numeric}
+        out = {f"profile_{k}": float(numeric.get(k, np.nan)) for k in self.numeric}
         for k, levels in self.categorical.items():
             value = categorical.get(k, "")
-            code = levels.index(value) if value in levels else -1
-            out[f"profile_{k}"] = np.full(n, code, np.float32)
+            out[f"profile_{k}"] = float(levels.index(value) if value in levels else -1)
         return out
 
 
@@ -300,8 +319,11 @@ class FeatureBuilder:
         return self._positions
 
     def stats(self, at: datetime) -> PostStats:
-        """Post stats at `at`, cached while the events before `at` (and before each window
-        start) stay the same: back-to-back requests usually share them."""
+        """Post stats as of the start of `at`'s second, cached while the events before it
+        (and before each window start) stay the same. Reading at whole seconds lets every
+        request of a second share one snapshot while likes stream in; it stays point-in-time
+        (nothing at or after `at`), at most a second stale."""
+        at = at.replace(microsecond=0)
         key = self.history.version_at([at, *(at - width for width in WINDOWS.values())])
         key = (key, len(self.history.posts))
         if self._stats_cache is None or self._stats_cache[0] != key:
@@ -319,11 +341,12 @@ class FeatureBuilder:
         candidates: np.ndarray | None = None,
         scores: dict[str, np.ndarray] | None = None,
         user: UserState | None = None,
+        stats: PostStats | None = None,
     ) -> Request:
         return Request(
             at=at,
             user=user or self.user_state(user_id, at),
-            stats=self.stats(at),
+            stats=stats or self.stats(at),
             candidates=np.empty(0, np.int64) if candidates is None else candidates,
             posts=self.posts,
             profile=self.profiles.row(user_id),

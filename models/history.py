@@ -112,13 +112,26 @@ class IdIndex:
         """Positions of `ids` (vectorised), -1 for unknown ids."""
         ids = np.asarray(ids, np.int64)
         if self._sorted is None:
-            order = np.argsort(self._ids, kind="stable")
-            self._sorted = (self._ids[order], order)
+            self._sorted = self._lookup_table()
         keys, order = self._sorted
+        if keys is None:  # dense table: `order[id]` is the position
+            inside = (ids >= 0) & (ids < len(order))
+            return np.where(inside, order[np.where(inside, ids, 0)], -1)
         if len(keys) == 0:
             return np.full(ids.shape, -1, np.int64)
         at = np.searchsorted(keys, ids).clip(0, len(keys) - 1)
         return np.where(keys[at] == ids, order[at], -1)
+
+    def _lookup_table(self) -> tuple[np.ndarray | None, np.ndarray]:
+        """A dense id → position array when ids are small non-negative ints (the usual case:
+        requests look up many ids, and indexing beats a binary search); else sorted keys."""
+        ids = self._ids
+        if len(ids) and ids.min() >= 0 and ids.max() < 4 * len(ids) + 1024:
+            table = np.full(int(ids.max()) + 1, -1, np.int64)
+            table[ids] = np.arange(len(ids))
+            return None, table
+        order = np.argsort(ids, kind="stable")
+        return ids[order], order
 
 
 @dataclass(frozen=True)
@@ -242,8 +255,11 @@ class History:
         )
 
     @classmethod
-    def from_engine(cls, engine: Engine, until: datetime | None = None) -> History:
-        """From the `feed` table (only events before `until` when given)."""
+    def from_engine(
+        cls, engine: Engine, until: datetime | None = None, through_id: int | None = None
+    ) -> History:
+        """From the `feed` table (only events before `until`, and only rows with
+        id <= `through_id`, when given)."""
         from sqlalchemy import select
 
         from storage.schema import feed
@@ -251,6 +267,8 @@ class History:
         query = select(feed.c.timestamp, feed.c.user_id, feed.c.post_id, feed.c.action)
         if until is not None:
             query = query.where(feed.c.timestamp < _naive(until))
+        if through_id is not None:
+            query = query.where(feed.c.id <= through_id)
         with engine.connect() as conn:
             rows = conn.execute(query.order_by(feed.c.id)).all()
         if not rows:

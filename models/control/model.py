@@ -64,7 +64,9 @@ class Scorer(PriorColumns):
         self._index_columns()
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
-        raw = self.ranker.predict(self.ranker_matrix(matrix), prediction_type="RawFormulaVal")
+        raw = self.ranker.predict(
+            self.ranker_matrix(matrix), prediction_type="RawFormulaVal", thread_count=1
+        )
         return self.prior(matrix) + raw
 
 

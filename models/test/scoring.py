@@ -38,7 +38,10 @@ class PriorScorer(PriorColumns):
         if self.ranker is None or trees == 0:
             return np.zeros(len(matrix))
         return self.ranker.predict(
-            self.ranker_matrix(matrix), prediction_type="RawFormulaVal", ntree_end=trees
+            self.ranker_matrix(matrix),
+            prediction_type="RawFormulaVal",
+            ntree_end=trees,
+            thread_count=1,
         )
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
