@@ -31,6 +31,7 @@ from models.base import Event  # noqa: E402
 from models.catalog import PostCatalog, UserProfiles  # noqa: E402
 from models.history import History  # noqa: E402
 from models.registry import load_model  # noqa: E402
+from models.threads import one_blas_thread  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
 
 
@@ -67,6 +68,7 @@ def main() -> None:
         meta = json.loads((work / "control" / "meta.json").read_text())
         load_started = time.perf_counter()
         model = load_model("control", work / "control", history, posts, users)
+        one_blas_thread()  # as the gateway and model services do
         load_s = time.perf_counter() - load_started
 
     rng = np.random.default_rng(0)

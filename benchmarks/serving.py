@@ -83,20 +83,41 @@ class PhaseResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its descendants (the gateway's workers), from /proc
-    (psutil is not a dependency)."""
-    total = 0.0
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the gateway's workers), from /proc (no psutil)."""
+    pids = [pid]
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
         for task in Path(f"/proc/{pid}/task").iterdir():
             for child in (task / "children").read_text().split():
-                total += rss_mb(int(child))
+                pids += process_tree(int(child))
     except FileNotFoundError:  # exited meanwhile
         pass
+    return pids
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the gateway's process tree, MB."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except FileNotFoundError:
+            pass
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by the gateway's process tree."""
+    ticks = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def prepare(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, str], Path]:
@@ -266,6 +287,7 @@ def measure(
     url: str, pid: int, engine, rate: float, duration: float, users_file: Path, limit: int
 ) -> tuple[PhaseResult, int, float]:
     before = count_exposures(engine)
+    cpu_before = cpu_seconds(pid)
     sampler = RssSampler(pid)
     cmd_done: list[PhaseResult] = []
 
@@ -278,22 +300,23 @@ def measure(
         sampler.sample()
         thread.join(0.5)
     result = cmd_done[0]
+    cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / max(result.ok, 1)
     written = settled_exposures(engine, before + result.ok) - before
-    return result, written, sampler.peak
+    return result, written, sampler.peak, cpu_ms
 
 
-def row(result: PhaseResult, written: int, peak_rss: float) -> str:
+def row(result: PhaseResult, written: int, peak_rss: float, cpu_ms: float) -> str:
     achieved = result.ok / result.elapsed_s if result.elapsed_s else 0.0
     return (
         f"{result.rate:>8.0f} {achieved:>9.1f} {result.percentile(0.50):>8.1f} "
         f"{result.percentile(0.95):>8.1f} {result.percentile(0.99):>8.1f} {result.errors:>7d} "
-        f"{written:>7d}/{result.ok:<7d} {peak_rss:>8.0f}"
+        f"{written:>7d}/{result.ok:<7d} {peak_rss:>8.0f} {cpu_ms:>11.2f}"
     )
 
 
 HEADER = (
     f"{'rate/s':>8} {'achieved':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} "
-    f"{'exposures/responses':>15} {'RSS MB':>8}"
+    f"{'exposures/responses':>15} {'RSS MB':>8} {'CPU ms/resp':>11}"
 )
 
 
@@ -378,10 +401,10 @@ def report(
     print(HEADER)
     best, rate = 0.0, args.ramp_start
     while rate <= args.ramp_max:
-        result, written, peak = measure(
+        result, written, peak, cpu_ms = measure(
             url, pid, engine, rate, args.ramp_duration, users_file, args.limit
         )
-        print(row(result, written, peak), flush=True)
+        print(row(result, written, peak, cpu_ms), flush=True)
         if not sustainable(result, args.ramp_p99_ms):
             break
         best, rate = rate, rate * 1.5

@@ -25,15 +25,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-# one BLAS thread: per-request matrices are small, and threads fight on a 2-core box
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from models.catalog import PostCatalog  # noqa: E402
 from models.history import History, from_us  # noqa: E402
 from models.registry import load_model  # noqa: E402
+from models.threads import one_blas_thread  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -118,6 +116,7 @@ def main() -> None:
         train(history, posts, None, t0, out, config, cache_from=out, progress=True)
         rows.append(("train (200 trees, cached vectors)", f"{time.perf_counter() - t:.1f} s"))
         model = load_model("test", out, history)
+        one_blas_thread()  # as the gateway and model services do; torch keeps its threads
         model.embedder = embedder  # the process keeps the BERT loaded to embed new posts
         rows.append(("RSS with the model + artifact loaded", f"{rss_mb():.0f} MB"))
 

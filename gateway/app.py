@@ -37,13 +37,15 @@ from gateway.schemas import (
 )
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from models.threads import one_blas_thread
 
 log = logging.getLogger("feedlab.gateway")
 
 _bearer = HTTPBearer(auto_error=False, description="FEEDLAB_ADMIN_TOKEN")
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
+    """Async on purpose: FastAPI runs a sync dependency in a thread pool, per request."""
     return request.app.state.gateway
 
 
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        one_blas_thread()
         state = await asyncio.to_thread(GatewayState.load, settings)
         state.exposure_log.start()
         stop = asyncio.Event()

@@ -161,14 +161,15 @@ class ExposureLog:
                 return
 
     def _take(self) -> list[ExposureRecord | ConfigRecord]:
+        """Up to a batch of queued records, after one flush interval unless a full batch is
+        already waiting: the writer wakes once per interval, not once per request (a wake-up
+        per record made request threads hand over the GIL hundreds of times a second)."""
+        if self._queue.qsize() < self.batch_size:
+            self._stop.wait(self.flush_interval)
         batch: list[ExposureRecord | ConfigRecord] = []
-        deadline = time.monotonic() + self.flush_interval
         while len(batch) < self.batch_size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
             try:
-                batch.append(self._queue.get(timeout=remaining))
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
         return batch

@@ -28,7 +28,7 @@ from experiments.config import (
 from gateway.backends import Backend, HttpBackend, InprocessBackend
 from models.catalog import PostCatalog
 from models.history import History
-from models.registry import load_model
+from models.registry import load_warm
 from storage.clock import utcnow
 
 log = logging.getLogger("feedlab.gateway")
@@ -69,7 +69,7 @@ async def build_runtime(
             continue
         artifact = Path(spec.artifact) if spec.artifact else None
         try:
-            model = await asyncio.to_thread(load_model, name, artifact, history, posts)
+            model = await asyncio.to_thread(load_warm, name, artifact, history, posts)
         except Exception as exc:  # any load failure refuses the whole config
             loc = ("models", name) if name in cfg.models else ("default_model",)
             issues.append(loaded.issue(loc, f"model {name!r} failed to load: {exc}"))

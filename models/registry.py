@@ -17,6 +17,7 @@ from models.base import Recommender
 from models.catalog import PostCatalog, UserProfiles
 from models.history import History
 from models.popular import PopularRecommender, RandomRecommender
+from storage.clock import utcnow
 
 ARMS = ("control", "test")
 BASELINES = ("popular", "popular-all", "random")
@@ -52,3 +53,16 @@ def load_model(
     module = importlib.import_module(f"models.{name}")
     extra = {} if users is None else {"users": users}
     return module.load(path, history, posts=posts, **extra)
+
+
+def load_warm(
+    name: str, artifact: str | Path | None, history: History, posts: PostCatalog | None = None
+) -> Recommender:
+    """`load_model`, then one request at the current time, so that what a model builds lazily
+    (today's co-visitation fit, the post statistics snapshot) is built while loading (off a
+    server's event loop) and not by the first requests after a start or reload."""
+    model = load_model(name, artifact, history, posts)
+    users = history.users.ids
+    if len(users):
+        model.recommend(int(users[-1]), utcnow(), 1)
+    return model

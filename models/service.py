@@ -16,6 +16,7 @@ from fastapi import FastAPI, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 
 from models.base import Event
+from models.threads import one_blas_thread
 from storage.clock import naive_utc, utcnow
 
 MAX_ID = 2**63 - 1
@@ -55,7 +56,7 @@ def create_service_app(
         def load():
             from models.catalog import PostCatalog
             from models.history import History
-            from models.registry import load_model
+            from models.registry import load_warm
             from storage.engine import make_engine
 
             engine = make_engine(database_url)
@@ -64,8 +65,9 @@ def create_service_app(
                 posts = PostCatalog.from_engine(engine)
             finally:
                 engine.dispose()
-            return history, load_model(name, artifact, history, posts)
+            return history, load_warm(name, artifact, history, posts)
 
+        one_blas_thread()
         app.state.history, app.state.model = await asyncio.to_thread(load)
         yield
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 
 DEFAULT_URL = "sqlite:///feedlab.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -22,6 +22,10 @@ def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif make_url(url).get_driver_name() == "psycopg2":
+        # batches of rows per round trip for executemany (e.g. the gateway's exposure and
+        # feed writes): ~4x less time and CPU than psycopg2's row-by-row default
+        engine = create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
     else:
         engine = create_engine(url, pool_pre_ping=True)
     if migrate:
