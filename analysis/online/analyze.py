@@ -148,7 +148,7 @@ def _analyze_phase(conn, experiment: str, phases: list[dict], cfg: PhaseConfig, 
         with timer("daily cumulative + sequential (SQL windows)"):
             daily = _daily(ws, control, [c["arm"] for c in comparisons], opt)
         with timer("guardrails (SQL percentiles)"):
-            guard = queries.guardrails(conn, sel)
+            guard = queries.guardrails(conn, sel, sorted(sums))
     finally:
         ws.close()
     for comp in comparisons:

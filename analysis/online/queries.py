@@ -93,18 +93,39 @@ def list_phases(conn: Connection, experiment: str, since=None, until=None) -> li
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def _liked_items(lo: datetime, hi: datetime, window_s: float) -> Select:
-    """Per exposure (request_id) served in [lo, hi]: how many of its served posts the user
-    liked in [ts, ts + window). Starts from the likes in that span (few) and probes
-    exposure_items(user_id, post_id); which exposures belong to the analysed phase is decided
-    by the join with the selected exposures afterwards, so no per-like lookup of exposures."""
-    i, f = exposure_items.c, feed.c
-    return (
-        select(i.request_id, func.count(distinct(i.position)).label("liked_items"))
+def _exposure_sums(
+    cond: ColumnElement[bool],
+    keys: Sequence[ColumnElement],
+    lo: datetime,
+    hi: datetime,
+    window_s: float,
+) -> Select:
+    """Per-key sums over the exposures matching `cond` (served in [lo, hi]): exposures, posts
+    served, hit exposures and liked served posts (the user liked it in [ts, ts + window)).
+
+    One hash aggregate over the exposures (one row each) UNION ALL the few liked exposures.
+    Those start from the likes in the span, probe exposure_items(user_id, post_id, ts) and
+    look the exposure up by primary key: a few hundred thousand index lookups at 10M
+    exposures, where joining every exposure to the liked ones would probe all 10M."""
+    e, i, f = exposures.c, exposure_items.c, feed.c
+    named = [k.label(f"k{n}") for n, k in enumerate(keys)]
+    zero = literal(0)
+    served = select(
+        *named,
+        literal(1).label("n_exp"),
+        json_length(e.post_ids).label("n_items"),
+        zero.label("hits"),
+        zero.label("liked"),
+    ).where(cond)
+    liked = (
+        select(*named, zero, zero, literal(1), func.count(distinct(i.position)))
         .select_from(
-            feed.join(exposure_items, and_(i.user_id == f.user_id, i.post_id == f.post_id))
+            feed.join(exposure_items, and_(i.user_id == f.user_id, i.post_id == f.post_id)).join(
+                exposures, e.request_id == i.request_id
+            )
         )
         .where(
+            cond,
             f.action == LIKE,
             f.timestamp >= lo,
             f.timestamp < hi + timedelta(seconds=window_s),
@@ -113,55 +134,27 @@ def _liked_items(lo: datetime, hi: datetime, window_s: float) -> Select:
             f.timestamp >= i.ts,
             f.timestamp < add_seconds(i.ts, literal(window_s)),
         )
-        .group_by(i.request_id)
+        .group_by(e.request_id, *keys)
     )
-
-
-def _exposure_sums(cond, liked: Table, keys: Sequence[ColumnElement]) -> Select:
-    """Per-key sums over the selected exposures and their liked posts.
-
-    One hash aggregate over the exposures (one row each) UNION ALL the few liked exposures
-    (looked up by primary key), rather than probing every exposure against the liked table:
-    at 10M exposures that join was most of the aggregation time."""
-    e = exposures.c
-    named = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    zero = literal(0)
-    served = select(
-        *named,
-        literal(1).label("n_exp"),
-        json_length(e.post_ids).label("n_items"),
-        zero.label("hits"),
-        zero.label("liked"),
-        case((e.fallback, 1), else_=0).label("fallbacks"),
-    ).where(cond)
-    hit = (
-        select(
-            *named,
-            zero,
-            zero,
-            literal(1),
-            cast(liked.c.liked_items, Integer),
-            zero,
-        )
-        .select_from(exposures.join(liked, liked.c.request_id == e.request_id))
-        .where(cond)
-    )
-    rows = union_all(served, hit).subquery("rows")
-    r = rows.c
-    group = [r[f"k{i}"] for i in range(len(keys))]
+    rows = union_all(served, liked).subquery("rows")
+    group = [rows.c[f"k{n}"] for n in range(len(keys))]
     return select(
-        *group,
-        *[func.sum(r[c]).label(c) for c in ("n_exp", "n_items", "hits", "liked", "fallbacks")],
+        *group, *[func.sum(rows.c[c]).label(c) for c in ("n_exp", "n_items", "hits", "liked")]
     ).group_by(*group)
 
 
 def tune_session(conn: Connection, work_mem: str = "512MB", temp_buffers: str = "1GB") -> None:
     """PostgreSQL only: larger work_mem and temp_buffers for this session, so the few big
     sorts, hash aggregates and temporary tables of an analysis stay in memory instead of
-    spilling to disk (temp_buffers must be set before the session's first temporary table)."""
+    spilling to disk (temp_buffers must be set before the session's first temporary table).
+
+    Memoize is off: the only nested loop probes exposure_items once per like, keyed by the
+    like's (user, post, timestamp), which never repeats, so a cache would only cost time
+    (about 1 s CPU per 400k likes)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT set_config('work_mem', :v, false)"), {"v": work_mem})
         conn.execute(text("SELECT set_config('temp_buffers', :v, false)"), {"v": temp_buffers})
+        conn.execute(text("SELECT set_config('enable_memoize', 'off', false)"))
 
 
 def refresh_planner_stats(conn: Connection) -> None:
@@ -201,7 +194,7 @@ class Workspace:
         self.meta = MetaData()
         tag = uuid.uuid4().hex[:8]
         # int4 counts per user-day: PostgreSQL sums int4 into bigint, but bigint into NUMERIC
-        counts = [Column(c, Integer) for c in ("n_exp", "n_items", "hits", "liked", "fallbacks")]
+        counts = [Column(c, Integer) for c in ("n_exp", "n_items", "hits", "liked")]
         self.ud = Table(
             f"fl_ud_{tag}",
             self.meta,
@@ -209,13 +202,6 @@ class Workspace:
             Column("user_id", BigInteger),
             Column("day", Integer),
             *counts,
-            prefixes=["TEMPORARY"],
-        )
-        self.liked = Table(
-            f"fl_lk_{tag}",
-            self.meta,
-            Column("request_id", String(36)),
-            Column("liked_items", BigInteger),
             prefixes=["TEMPORARY"],
         )
         self.pre = Table(
@@ -251,15 +237,11 @@ class Workspace:
         window_s: float,
         pre: tuple[datetime, datetime] | None,
     ) -> None:
-        """Fill `ud` and `pu` for the selection; lo/hi bound its exposure timestamps.
-
-        Liked items go to a temporary table first: its real row count lets PostgreSQL pick a
-        hash join instead of trusting a one-row estimate of the range-join aggregate."""
+        """Fill `ud` and `pu` for the selection; lo/hi bound its exposure timestamps."""
         self.meta.create_all(self.conn)
         e = exposures.c
-        self._fill(self.liked, _liked_items(lo, hi, window_s))
         keys = [e.exp_group, e.user_id, day_of(e.ts)]
-        self._fill(self.ud, _exposure_sums(sel.condition(), self.liked, keys))
+        self._fill(self.ud, _exposure_sums(sel.condition(), keys, lo, hi, window_s))
 
         u = self.ud.c
         agg = (
@@ -267,17 +249,15 @@ class Workspace:
                 u.exp_group,
                 u.user_id,
                 *[func.sum(u[c]).label(c) for c in ("n_exp", "n_items", "hits", "liked")],
-                func.sum(u.fallbacks).label("fallbacks"),
             )
             .group_by(u.exp_group, u.user_id)
             .subquery("agg")
         )
         if pre is not None:
-            users = select(u.user_id).distinct()
-            pre_cond = and_(e.user_id.in_(users), e.ts >= pre[0], e.ts < pre[1])
-            self.conn.execute(self.liked.delete())
-            self._fill(self.liked, _liked_items(pre[0], pre[1], window_s))
-            self._fill(self.pre, _exposure_sums(pre_cond, self.liked, [e.user_id]))
+            # every user's pre-period sums: the left join below keeps the experiment's users,
+            # which is cheaper than filtering the scan on them
+            pre_cond = and_(e.ts >= pre[0], e.ts < pre[1])
+            self._fill(self.pre, _exposure_sums(pre_cond, [e.user_id], *pre, window_s))
             pre_q = self.pre
             src = agg.outerjoin(pre_q, pre_q.c.user_id == agg.c.user_id)
             pre_hr = case((pre_q.c.n_exp > 0, _f(pre_q.c.hits) / pre_q.c.n_exp), else_=0.0)
@@ -294,7 +274,6 @@ class Workspace:
             a.n_items,
             a.hits,
             a.liked,
-            a.fallbacks,
             _f(a.hits) / a.n_exp,
             case((a.n_items > 0, _f(a.liked) / a.n_items), else_=0.0),
             case((a.hits > 0, 1), else_=0),
@@ -315,9 +294,6 @@ class Workspace:
         p = self.pu.c
         cols = {
             "n": func.count(),
-            "exposures": func.sum(p.n_exp),
-            "items": func.sum(p.n_items),
-            "fallbacks": func.sum(p.fallbacks),
             "conv": func.sum(p.conv),
             "liked": func.sum(_f(p.liked)),
             "liked_sq": func.sum(_f(p.liked) * p.liked),
@@ -425,34 +401,43 @@ class Workspace:
         return [dict(r._mapping) for r in self.conn.execute(q)]
 
 
-def guardrails(conn: Connection, sel: Selection) -> dict[str, dict[str, float | None]]:
+def guardrails(
+    conn: Connection, sel: Selection, arms: Sequence[str]
+) -> dict[str, dict[str, float | None]]:
     """Exposure-level guardrails per arm: count, fallback rate (the gateway's error signal:
     a failed arm model is served a fallback list), latency mean and nearest-rank p50/p95
     (the ceil(p * n)-th smallest latency).
 
-    PostgreSQL computes it all in one scan with percentile_disc (exactly nearest-rank);
-    SQLite has no ordered-set aggregates, so there the ranks come from window functions."""
+    PostgreSQL computes it in one scan with percentile_disc (exactly nearest-rank), each
+    aggregate filtered to one arm: grouping by arm would first sort every exposure by arm
+    name, then each arm's latencies again. SQLite has no ordered-set aggregates, so there the
+    ranks come from window functions."""
     e = exposures.c
     cond = sel.condition()
     lat = e.latency_ms
-    common = [
-        e.exp_group,
-        func.count().label("n"),
-        func.sum(case((e.fallback, 1), else_=0)).label("fb"),
-        func.avg(lat).label("lat"),
-    ]
+    common = {
+        "n": func.count(),
+        "fb": func.sum(case((e.fallback, 1), else_=0)),
+        "lat": func.avg(lat),
+    }
     if conn.dialect.name == "postgresql":
-        q = select(
-            *common,
-            func.percentile_disc(0.5).within_group(lat).label("p50"),
-            func.percentile_disc(0.95).within_group(lat).label("p95"),
-        )
-        rows = [dict(r._mapping) for r in conn.execute(q.where(cond).group_by(e.exp_group))]
-    else:
-        rows = [
-            dict(r._mapping)
-            for r in conn.execute(select(*common).where(cond).group_by(e.exp_group))
+        aggs = common | {
+            "p50": func.percentile_disc(0.5).within_group(lat),
+            "p95": func.percentile_disc(0.95).within_group(lat),
+        }
+        cols = [
+            agg.filter(e.exp_group == arm).label(f"{name}_{n}")
+            for n, arm in enumerate(arms)
+            for name, agg in aggs.items()
         ]
+        row = conn.execute(select(*cols).where(cond)).one()._mapping
+        rows = [
+            {"exp_group": arm} | {name: row[f"{name}_{n}"] for name in aggs}
+            for n, arm in enumerate(arms)
+        ]
+    else:
+        q = select(e.exp_group, *[agg.label(name) for name, agg in common.items()])
+        rows = [dict(r._mapping) for r in conn.execute(q.where(cond).group_by(e.exp_group))]
         pct = {g: (p50, p95) for g, p50, p95 in _ranked_percentiles(conn, cond)}
         for r in rows:
             r["p50"], r["p95"] = pct.get(r["exp_group"], (None, None))
