@@ -6,6 +6,10 @@ and test by default) are trained on events before T0 (the median view time), the
 is evaluated with the DESIGN protocol (W = 7 days, K = 5) on the same (user, window) pairs.
 
     .venv/bin/python benchmarks/quality.py [--skip-demo] [--demo-users 1000] [--arms control test]
+        [--demo-posts-csv ../shared/data/bbc-news/bbc_articles.csv.gz]
+
+With both arms, each dataset also gets the paired bootstrap 95% CI of HitRate(test) -
+HitRate(control) on the same pairs.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from analysis.offline.evaluate import median_time  # noqa: E402
-from analysis.offline.report import ModelSpec, result_cells, run  # noqa: E402
+from analysis.offline.report import (  # noqa: E402
+    ModelSpec,
+    comparison_text,
+    result_cells,
+    run,
+)
 from models.catalog import PostCatalog, UserProfiles  # noqa: E402
 from models.history import History  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
@@ -53,12 +62,15 @@ def movielens_db(folder: Path) -> str:
     return url
 
 
-def demo_db(folder: Path, users: int, posts: int, days: int) -> str:
+def demo_db(folder: Path, users: int, posts: int, days: int, posts_csv: Path | None) -> str:
     from storage.demo.world import WorldSpec, load_demo_world
 
     url = f"sqlite:///{folder / 'demo.db'}"
     engine = make_engine(url)
-    load_demo_world(WorldSpec(n_users=users, n_posts=posts, days=days), engine)
+    spec = WorldSpec(
+        n_users=users, n_posts=posts, days=days, posts_csv=str(posts_csv) if posts_csv else None
+    )
+    load_demo_world(spec, engine)
     engine.dispose()
     return url
 
@@ -83,7 +95,16 @@ def evaluate_dataset(name: str, url: str, arms: list[str], work: Path, console: 
         out = work / f"{name}-{arm}"
         train_s[arm] = train_arm(arm, url, out)
         specs.append(ModelSpec(arm, out))
-    report = run(history, specs, median_time(history), posts=posts, users=users, progress=False)
+    compare = ("test", "control") if {"test", "control"} <= set(arms) else None
+    report = run(
+        history,
+        specs,
+        median_time(history),
+        posts=posts,
+        users=users,
+        compare=compare,
+        progress=False,
+    )
     report["train_seconds"] = train_s
     console.print(
         f"{name}: T0 {report['protocol']['t0']}, {report['protocol']['pairs']} pairs, "
@@ -101,6 +122,13 @@ def main() -> None:
     parser.add_argument("--demo-users", type=int, default=1000)
     parser.add_argument("--demo-posts", type=int, default=1000)
     parser.add_argument("--demo-days", type=int, default=28)
+    parser.add_argument(
+        "--demo-posts-csv",
+        type=Path,
+        default=None,
+        help="real post texts for the demo world (e.g. ../shared/data/bbc-news/"
+        "bbc_articles.csv.gz); default: generated texts",
+    )
     args = parser.parse_args()
     console = Console(width=150)
     reports = {}
@@ -113,7 +141,9 @@ def main() -> None:
         else:
             console.print(f"skipping MovieLens: {MOVIELENS} not present")
         if not args.skip_demo:
-            url = demo_db(work, args.demo_users, args.demo_posts, args.demo_days)
+            url = demo_db(
+                work, args.demo_users, args.demo_posts, args.demo_days, args.demo_posts_csv
+            )
             reports["demo-world"] = evaluate_dataset("demo-world", url, args.arms, work, console)
     table = Table(title="Offline HitRate@5 (rolling origin, W = 7 d, T0 = median view time)")
     for col in (
@@ -131,6 +161,10 @@ def main() -> None:
         for r in report["results"]:
             table.add_row(name, r["model"], *result_cells(r))
     console.print(table)
+    for name, report in reports.items():
+        text = comparison_text(report)
+        if text:
+            console.print(f"{name}: {text}")
 
 
 if __name__ == "__main__":

@@ -46,10 +46,9 @@ def scoring_request(
 
     def nearest(user: UserState, excluded: np.ndarray) -> np.ndarray | None:
         taste = embedding.taste(user)
-        similarity = profile_scores(embedding.vectors, taste)
         if not (taste.n_likes and config.embedding):
             return None
-        return top_positions(similarity, config.embedding, ~excluded)
+        return top_positions(profile_scores(embedding.vectors, taste), config.embedding, ~excluded)
 
     return shared_request(
         builder, covisit, config.shared, user_id, at, exclude_seen, exclude, more=nearest
