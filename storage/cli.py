@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from storage.demo.preferences import PreferenceParams
+
 URL_HELP = "Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
 REPLACE_HELP = (
     "If the database already holds users, posts or feed events, delete them (and cached post "
@@ -138,6 +140,13 @@ def demo_data(
         help="Real post texts (CSV with title,text and category or topic; .gz ok), e.g. "
         "../shared/data/bbc-news/bbc_articles.csv.gz. Default: generated texts.",
     ),
+    taste: float = typer.Option(
+        PreferenceParams.subtheme_effect,
+        "--taste",
+        min=0.0,
+        help="Strength (log-odds) of the hidden within-topic taste that shows only in a post's "
+        "words: what a text model can learn and a topic label cannot.",
+    ),
     url: str = typer.Option(None, "--url", help=URL_HELP),
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
     spec_out: Path = typer.Option(
@@ -156,6 +165,7 @@ def demo_data(
         n_posts=posts,
         days=days,
         posts_csv=str(posts_csv) if posts_csv else None,
+        params=PreferenceParams(subtheme_effect=taste),
     )
     _run_import(url, lambda engine: load_demo_world(spec, engine, replace=replace))
     spec.save(spec_out)
