@@ -21,7 +21,7 @@ from models.catalog import PostCatalog
 from models.features import FeatureBuilder, PostTable, Request, TextSVD, UserState
 from models.test.embeddings import Embedder, EmbeddingCache, embed_texts
 from models.test.scoring import PriorScorer
-from models.test.taste import EmbeddingFeatures, profile_scores
+from models.test.taste import EmbeddingFeatures
 
 
 @dataclass
@@ -48,7 +48,7 @@ def scoring_request(
         taste = embedding.taste(user)
         if not (taste.n_likes and config.embedding):
             return None
-        return top_positions(profile_scores(embedding.vectors, taste), config.embedding, ~excluded)
+        return top_positions(embedding.similarity(user), config.embedding, ~excluded)
 
     return shared_request(
         builder, covisit, config.shared, user_id, at, exclude_seen, exclude, more=nearest

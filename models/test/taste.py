@@ -9,6 +9,8 @@ has it, and a like at or after `at` can never be.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,20 +99,43 @@ class EmbeddingFeatures:
     Absolute cosines drift with the user's history length, so each similarity also comes as a
     z-score and a rank within the request's candidates (what the ranker compares)."""
 
+    CACHED_USERS = 1024  # ~130 KB each (the seen and recent vectors, the similarity)
+
     def __init__(self, vectors: np.ndarray, config: TasteConfig) -> None:
         self.vectors = vectors
         self.config = config
-        self._last: tuple[UserState, Taste] | None = None
+        self._cache: OrderedDict[tuple[int, int, int], list] = OrderedDict()
+        self._lock = threading.Lock()
 
     def taste(self, user: UserState) -> Taste:
-        """The user's taste; the last one is kept, as retrieval and features ask for the same
-        `UserState` in one request (identity check, so threads never share a wrong one)."""
-        last = self._last
-        if last is not None and last[0] is user:
-            return last[1]
-        taste = user_taste(self.vectors, user, self.config)
-        self._last = (user, taste)
-        return taste
+        return self._entry(user)[0]
+
+    def similarity(self, user: UserState) -> np.ndarray:
+        """Cosine of every catalog post to the user's profile."""
+        entry = self._entry(user)
+        if entry[1] is None:
+            entry[1] = profile_scores(self.vectors, entry[0])
+        return entry[1]
+
+    def _entry(self, user: UserState) -> list:
+        """[taste, catalog similarity or None] of `user`, kept for the latest users.
+
+        The taste depends on the user's events before the request and not otherwise on its
+        time (recency weights only rescale one another), so it is keyed by the user and their
+        event count and last event: a feed refreshed with no new event reuses it, and any new
+        event is a new key. Retrieval and features also share it within a request."""
+        key = (user.user_id, len(user.ts), int(user.ts[-1]) if len(user.ts) else 0)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
+                return entry
+        entry = [user_taste(self.vectors, user, self.config), None]
+        with self._lock:
+            self._cache[key] = entry
+            while len(self._cache) > self.CACHED_USERS:
+                self._cache.popitem(last=False)
+        return entry
 
     def __call__(self, req: Request) -> dict[str, np.ndarray]:
         c = req.candidates
