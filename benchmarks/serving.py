@@ -95,28 +95,27 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of the gateway's process tree, MB."""
-    total = 0.0
+def _tree_files(pid: int, name: str) -> list[str]:
+    """/proc/<p>/<name> of every process in the tree still running."""
+    texts = []
     for p in process_tree(pid):
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        except FileNotFoundError:
-            pass
-    return total
+            texts.append(Path(f"/proc/{p}/{name}").read_text())
+        except FileNotFoundError:  # exited meanwhile
+            continue
+    return texts
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the gateway's process tree, MB."""
+    lines = (line for text in _tree_files(pid, "status") for line in text.splitlines())
+    return sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:")) / 1024
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time used so far by the gateway's process tree."""
-    ticks = 0
-    for p in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    stats = (text.rsplit(")", 1)[1].split() for text in _tree_files(pid, "stat"))
+    ticks = sum(int(f[11]) + int(f[12]) for f in stats)  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

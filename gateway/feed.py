@@ -45,8 +45,9 @@ async def apply_stored(state: GatewayState, new: list[FeedEventIn]) -> None:
     """Apply the events this worker just stored (those a sibling's rows did not bring in
     meanwhile, see `gateway.feed_sync`)."""
     if state.follower is not None:
-        fresh = state.follower.claim([e.key() for e in new])
-        new = [e for e in new if e.key() in fresh]
+        keys = [e.key() for e in new]
+        fresh = state.follower.claim(keys)
+        new = [e for e, key in zip(new, keys, strict=True) if key in fresh]
     await apply_events(state, [Event(e.timestamp, e.user_id, e.post_id, e.action) for e in new])
 
 

@@ -5,6 +5,7 @@ model that learns little still ranks like the best popularity list."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,9 +13,10 @@ PRIOR_EPS = 1e-5
 SHARE_PREFIX = "post_like_share_"
 
 
+@dataclass
 class PriorColumns:
     """Prior and ranker-column arithmetic over a feature matrix whose columns are `columns`;
-    mixed into each arm's scorer dataclass, which holds the fields."""
+    each arm's scorer extends it with its CatBoost ranker."""
 
     columns: list[str]
     ranker_columns: list[str]
@@ -22,7 +24,7 @@ class PriorColumns:
     prior_coef: float
     prior_intercept: float
 
-    def _index_columns(self) -> None:
+    def __post_init__(self) -> None:
         missing = [c for c in [self.prior_column, *self.ranker_columns] if c not in self.columns]
         if missing:
             raise ValueError(f"columns: the feature matrix lacks {missing}")
@@ -35,6 +37,15 @@ class PriorColumns:
 
     def ranker_matrix(self, matrix: np.ndarray) -> np.ndarray:
         return matrix[:, self._idx]
+
+    @staticmethod
+    def raw_scores(ranker, matrix: np.ndarray, trees: int = 0) -> np.ndarray:
+        """CatBoost's raw scores from the first `trees` trees (0: all), on one thread: a
+        request scores a few hundred rows, and spreading them over threads costs more than it
+        saves on a server already busy with other requests."""
+        return ranker.predict(
+            matrix, prediction_type="RawFormulaVal", ntree_end=trees, thread_count=1
+        )
 
     def params(self) -> dict:
         return {

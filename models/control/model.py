@@ -53,21 +53,10 @@ class Scorer(PriorColumns):
     """score = popularity prior (`models.scoring`) + CatBoost correction from `ranker_columns`;
     the ranker is already cut to the picked number of trees."""
 
-    columns: list[str]
-    ranker_columns: list[str]
-    prior_column: str
-    prior_coef: float
-    prior_intercept: float
     ranker: object = None
 
-    def __post_init__(self) -> None:
-        self._index_columns()
-
     def score(self, matrix: np.ndarray) -> np.ndarray:
-        raw = self.ranker.predict(
-            self.ranker_matrix(matrix), prediction_type="RawFormulaVal", thread_count=1
-        )
-        return self.prior(matrix) + raw
+        return self.prior(matrix) + self.raw_scores(self.ranker, self.ranker_matrix(matrix))
 
 
 class ControlRecommender:

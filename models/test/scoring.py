@@ -22,27 +22,14 @@ __all__ = ["PRIOR_EPS", "SHARE_PREFIX", "PriorScorer", "fit_prior"]
 class PriorScorer(PriorColumns):
     """Scores a feature matrix whose columns are `columns` (names, as built at training)."""
 
-    columns: list[str]
-    ranker_columns: list[str]
-    prior_column: str
-    prior_coef: float
-    prior_intercept: float
     trees: int
     ranker: object = None
-
-    def __post_init__(self) -> None:
-        self._index_columns()
 
     def correction(self, matrix: np.ndarray, trees: int | None = None) -> np.ndarray:
         trees = self.trees if trees is None else trees
         if self.ranker is None or trees == 0:
             return np.zeros(len(matrix))
-        return self.ranker.predict(
-            self.ranker_matrix(matrix),
-            prediction_type="RawFormulaVal",
-            ntree_end=trees,
-            thread_count=1,
-        )
+        return self.raw_scores(self.ranker, self.ranker_matrix(matrix), trees)
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
         return self.prior(matrix) + self.correction(matrix)
