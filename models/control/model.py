@@ -2,50 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
-from models.candidates import (
-    CandidateConfig,
-    CoVisitation,
-    scoring_request,
-)
+from models.candidates import CandidateConfig, DailyCoVisitation, scoring_request
 from models.features import FeatureBuilder
-from models.history import History
 from models.scoring import PriorColumns
-
-
-class DailyCoVisitation:
-    """Co-visitation refitted per day: the one used at `at` is fitted on likes before the
-    midnight starting `at`'s day, so it is point-in-time and at most a day stale (training
-    fits one per cutoff day the same way; a fixed fit would go stale and skew serving from
-    training). Keeps the last few days."""
-
-    KEEP = 4
-
-    def __init__(self, history: History, catalog_ids: np.ndarray, neighbours: int) -> None:
-        self.history = history
-        self.catalog_ids = catalog_ids
-        self.neighbours = neighbours
-        self._fits: OrderedDict[datetime, CoVisitation] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def at(self, at: datetime) -> CoVisitation:
-        day = datetime(at.year, at.month, at.day)
-        with self._lock:
-            fit = self._fits.get(day)
-            if fit is None:
-                fit = CoVisitation.fit(self.history, day, self.catalog_ids, self.neighbours)
-                self._fits[day] = fit
-                while len(self._fits) > self.KEEP:
-                    self._fits.popitem(last=False)
-            self._fits.move_to_end(day)
-            return fit
 
 
 @dataclass

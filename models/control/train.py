@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from models.artifact import save_shared
-from models.candidates import CandidateConfig, scoring_request
+from models.candidates import CandidateConfig, DailyCoVisitation, scoring_request
 from models.catalog import PostCatalog, UserProfiles
-from models.control.model import DailyCoVisitation, Scorer
+from models.control.model import Scorer
 from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
 from models.history import History
 from models.scoring import fit_log_prior

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from models.artifact import load_shared, read_meta
-from models.candidates import CoVisitation
+from models.candidates import DailyCoVisitation
 from models.catalog import PostCatalog, UserProfiles
 from models.features import FeatureBuilder
 from models.history import History
@@ -53,7 +53,7 @@ def load(
         vectors = saved_emb["vectors"].astype(np.float32)
     else:
         vectors, _, _ = embed_texts(embedder, catalog.texts, cache)
-    covisit = CoVisitation.load(path / "covisit.npz").reindexed(shared.saved_ids, catalog.post_ids)
+    covisit = DailyCoVisitation(history, catalog.post_ids, config.neighbours)
     scorer = PriorScorer(meta["columns"], ranker=shared.ranker, **meta["scorer"])
     embedding = EmbeddingFeatures(vectors, config.taste)
     builder = FeatureBuilder(

@@ -11,11 +11,7 @@ from datetime import datetime
 import numpy as np
 
 from models.base import Event
-from models.candidates import (
-    CandidateConfig,
-    CoVisitation,
-    top_positions,
-)
+from models.candidates import CandidateConfig, CoVisitation, DailyCoVisitation, top_positions
 from models.candidates import scoring_request as shared_request
 from models.catalog import PostCatalog
 from models.features import FeatureBuilder, PostTable, Request, TextSVD, UserState
@@ -61,7 +57,7 @@ class ServingState:
     concurrent request sees either the old catalog or the new one, never a mix."""
 
     builder: FeatureBuilder
-    covisit: CoVisitation
+    covisit: DailyCoVisitation
     embedding: EmbeddingFeatures
 
     @property
@@ -105,7 +101,14 @@ class TestRecommender:
     ) -> list[int]:
         state = self.state
         req = scoring_request(
-            state.builder, state.covisit, state.embedding, self.config, user_id, at, False, exclude
+            state.builder,
+            state.covisit.at(at),
+            state.embedding,
+            self.config,
+            user_id,
+            at,
+            False,
+            exclude,
         )
         if len(req.candidates) == 0:
             return []
@@ -200,5 +203,5 @@ def grown_state(
         old.builder.encoder,
         extra_blocks=[embedding],
     )
-    covisit = old.covisit.reindexed(table.catalog.post_ids, catalog.post_ids)
+    covisit = DailyCoVisitation(old.covisit.history, catalog.post_ids, old.covisit.neighbours)
     return ServingState(builder, covisit, embedding)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.artifact import save_shared
-from models.candidates import CandidateConfig, CoVisitation
+from models.candidates import CandidateConfig, DailyCoVisitation
 from models.catalog import PostCatalog, UserProfiles
 from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
 from models.history import History
@@ -190,6 +190,7 @@ def train(
     embedding = EmbeddingFeatures(vectors, config.taste)
     builder = FeatureBuilder(past, table, users, encoder, extra_blocks=[embedding])
     points = cutoffs(past, t0, config)
+    daily = DailyCoVisitation(past, posts.post_ids, config.neighbours)
 
     per_cutoff = rows_per_cutoff(
         past,
@@ -199,7 +200,7 @@ def train(
         lambda c: partial(
             scoring_request,
             builder,
-            CoVisitation.fit(past, c, posts.post_ids, config.neighbours),
+            daily.at(c),
             embedding,
             config.retrieval,
             exclude_seen=True,
@@ -247,9 +248,7 @@ def train(
     ranker_idx = [all_rows.columns.index(c) for c in ranker_columns]
     importance = final.get_feature_importance(type="PredictionValuesChange").round(4).tolist()
     importances = dict(zip([all_rows.columns[i] for i in ranker_idx], importance, strict=True))
-    covisit = CoVisitation.fit(past, t0, posts.post_ids, config.neighbours)
     save_shared(out, final, text_model, users, posts, table)
-    covisit.save(out / "covisit.npz")
     np.savez(
         out / EMBEDDINGS_FILE,
         post_ids=posts.post_ids,
