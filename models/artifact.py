@@ -44,7 +44,6 @@ class SharedArtifact:
     """What `load_shared` restores; `catalog` is the live one when given, else the saved one."""
 
     catalog: PostCatalog
-    saved_ids: np.ndarray
     table: PostTable
     text_model: TextSVD
     ranker: object
@@ -77,4 +76,4 @@ def load_shared(
     encoder = ProfileEncoder(**meta["profile_encoder"])
     if users is None:
         users = UserProfiles.load(path / "users.pkl")
-    return SharedArtifact(catalog, saved_ids, table, text_model, ranker, encoder, users)
+    return SharedArtifact(catalog, table, text_model, ranker, encoder, users)

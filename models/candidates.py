@@ -12,13 +12,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.features import FeatureBuilder, PostStats, Request, UserState
-from models.history import History, IdIndex
+from models.history import History
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -72,35 +71,6 @@ class CoVisitation:
             lengths.sum()
         )
         return np.bincount(sim.indices[entries], sim.data[entries], minlength=n).astype(np.float32)
-
-    def save(self, path: Path) -> None:
-        from scipy import sparse
-
-        sparse.save_npz(path, self.similarity)
-
-    @classmethod
-    def load(cls, path: Path) -> CoVisitation:
-        from scipy import sparse
-
-        return cls(sparse.load_npz(path))
-
-    def reindexed(self, old_ids: np.ndarray, new_ids: np.ndarray) -> CoVisitation:
-        """The same similarities over another catalog (posts missing from `old_ids` get no
-        neighbours; posts missing from `new_ids` are dropped)."""
-        from scipy import sparse
-
-        if np.array_equal(old_ids, new_ids):
-            return self
-        index = IdIndex()
-        index.add(new_ids)
-        where = index.lookup(old_ids)
-        co = self.similarity.tocoo()
-        rows, cols = where[co.row], where[co.col]
-        keep = (rows >= 0) & (cols >= 0)
-        n = len(new_ids)
-        return CoVisitation(
-            sparse.csr_matrix((co.data[keep], (rows[keep], cols[keep])), shape=(n, n))
-        )
 
 
 class DailyCoVisitation:
