@@ -35,6 +35,7 @@ from analysis.offline.report import (  # noqa: E402
 )
 from models.catalog import PostCatalog, UserProfiles  # noqa: E402
 from models.history import History  # noqa: E402
+from storage.demo.world import WorldSpec  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
 
 MOVIELENS = ROOT.parent / "shared" / "data" / "movielens-100k"
@@ -62,14 +63,11 @@ def movielens_db(folder: Path) -> str:
     return url
 
 
-def demo_db(folder: Path, users: int, posts: int, days: int, posts_csv: Path | None) -> str:
-    from storage.demo.world import WorldSpec, load_demo_world
+def demo_db(folder: Path, spec: WorldSpec) -> str:
+    from storage.demo.world import load_demo_world
 
     url = f"sqlite:///{folder / 'demo.db'}"
     engine = make_engine(url)
-    spec = WorldSpec(
-        n_users=users, n_posts=posts, days=days, posts_csv=str(posts_csv) if posts_csv else None
-    )
     load_demo_world(spec, engine)
     engine.dispose()
     return url
@@ -141,9 +139,13 @@ def main() -> None:
         else:
             console.print(f"skipping MovieLens: {MOVIELENS} not present")
         if not args.skip_demo:
-            url = demo_db(
-                work, args.demo_users, args.demo_posts, args.demo_days, args.demo_posts_csv
+            spec = WorldSpec(
+                n_users=args.demo_users,
+                n_posts=args.demo_posts,
+                days=args.demo_days,
+                posts_csv=str(args.demo_posts_csv) if args.demo_posts_csv else None,
             )
+            url = demo_db(work, spec)
             reports["demo-world"] = evaluate_dataset("demo-world", url, args.arms, work, console)
     table = Table(title="Offline HitRate@5 (rolling origin, W = 7 d, T0 = median view time)")
     for col in (

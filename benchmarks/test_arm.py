@@ -20,6 +20,7 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from models.history import History, from_us  # noqa: E402
 from models.registry import load_model  # noqa: E402
 from models.threads import one_blas_thread  # noqa: E402
 
+if TYPE_CHECKING:
+    from storage.demo.world import WorldSpec
+
 
 def rss_mb() -> float:
     """Resident set size of this process (Linux /proc), MB."""
@@ -42,17 +46,23 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def build_world(args: argparse.Namespace) -> tuple[History, PostCatalog]:
-    from storage.demo.world import World, WorldSpec
+def world_spec(args: argparse.Namespace) -> WorldSpec:
+    """The demo world of the flags --seed, --users, --posts, --days and --posts-csv."""
+    from storage.demo.world import WorldSpec
 
-    spec = WorldSpec(
+    return WorldSpec(
         seed=args.seed,
         n_users=args.users,
         n_posts=args.posts,
         days=args.days,
         posts_csv=str(args.posts_csv) if args.posts_csv else None,
     )
-    world = World.build(spec)
+
+
+def build_world(args: argparse.Namespace) -> tuple[History, PostCatalog]:
+    from storage.demo.world import World
+
+    world = World.build(world_spec(args))
     feed = world.feed
     history = History.from_arrays(
         feed["timestamp"].to_numpy(),

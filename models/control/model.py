@@ -50,15 +50,22 @@ class ControlRecommender:
     def recommend(
         self, user_id: int, at: datetime, limit: int, exclude: Collection[int] | None = None
     ) -> list[int]:
+        post_ids, scores = self.scored(user_id, at, exclude)
+        order = np.argsort(-scores, kind="stable")[:limit]
+        return post_ids[order].tolist()
+
+    def scored(
+        self, user_id: int, at: datetime, exclude: Collection[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate post ids, their scores) for one request; `recommend` takes the top."""
         req = scoring_request(
             self.builder, self.covisit.at(at), self.config, user_id, at, False, exclude
         )
+        post_ids = self.builder.posts.catalog.post_ids[req.candidates]
         if len(req.candidates) == 0:
-            return []
+            return post_ids, np.zeros(0)
         matrix, names = self.builder.matrix(req)
-        scores = self.scorer.score(matrix[:, self._positions(names)])
-        order = np.argsort(-scores, kind="stable")[:limit]
-        return self.builder.posts.catalog.post_ids[req.candidates[order]].tolist()
+        return post_ids, self.scorer.score(matrix[:, self._positions(names)])
 
     def _positions(self, names: list[str]) -> list[int]:
         """Where the trained columns sit among the built ones (cached per column list)."""

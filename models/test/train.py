@@ -130,6 +130,37 @@ def load_artifact_vectors(path: Path, cache: EmbeddingCache) -> None:
     cache.update(saved["text_hashes"].tolist(), saved["vectors"])
 
 
+def labelled_candidates(
+    history: History,
+    posts: PostCatalog,
+    users: UserProfiles,
+    vectors: np.ndarray,
+    points: list[datetime],
+    config: TrainConfig,
+    progress: bool = True,
+) -> tuple[list[Rows], TextSVD, PostTable, ProfileEncoder]:
+    """The arm's labelled candidate rows at each of `points` (features from `history` before
+    the point, label = liked in the window after it), and the fitted text pieces."""
+    text_model = TextSVD(config.text_dim, config.seed).fit(posts.texts)
+    table = PostTable.build(posts, text_model)
+    encoder = ProfileEncoder.fit(users)
+    embedding = EmbeddingFeatures(vectors, config.taste)
+    builder = FeatureBuilder(history, table, users, encoder, extra_blocks=[embedding])
+    daily = DailyCoVisitation(history, posts.post_ids, config.neighbours)
+    per_cutoff = rows_per_cutoff(
+        history,
+        builder,
+        points,
+        config.window_days,
+        lambda c: partial(
+            scoring_request, builder, daily.at(c), embedding, config.retrieval, exclude_seen=True
+        ),
+        "test: labelled rows",
+        progress,
+    )
+    return per_cutoff, text_model, table, encoder
+
+
 def _pool(rows: Rows, scorer: PriorScorer, weight_groups: bool):
     """The correction's training pool: ranker columns, label, the prior as baseline."""
     from catboost import Pool
@@ -142,10 +173,11 @@ def _pool(rows: Rows, scorer: PriorScorer, weight_groups: bool):
     )
 
 
-def _ranker(config: TrainConfig, iterations: int):
+def fit_correction(rows: Rows, scorer: PriorScorer, config: TrainConfig, iterations: int):
+    """CatBoost fitted to correct `scorer`'s prior on `rows` from its ranker columns."""
     from catboost import CatBoost
 
-    return CatBoost(
+    ranker = CatBoost(
         {
             "loss_function": config.loss,
             "iterations": iterations,
@@ -157,6 +189,7 @@ def _ranker(config: TrainConfig, iterations: int):
             "allow_writing_files": False,
         }
     )
+    return ranker.fit(_pool(rows, scorer, config.weight_groups))
 
 
 def train(
@@ -184,29 +217,9 @@ def train(
         posts, config.embedding_model, engine, cache_from or out, progress
     )
     embed_seconds = time.perf_counter() - embed_started
-    text_model = TextSVD(config.text_dim, config.seed).fit(posts.texts)
-    table = PostTable.build(posts, text_model)
-    encoder = ProfileEncoder.fit(users)
-    embedding = EmbeddingFeatures(vectors, config.taste)
-    builder = FeatureBuilder(past, table, users, encoder, extra_blocks=[embedding])
     points = cutoffs(past, t0, config)
-    daily = DailyCoVisitation(past, posts.post_ids, config.neighbours)
-
-    per_cutoff = rows_per_cutoff(
-        past,
-        builder,
-        points,
-        config.window_days,
-        lambda c: partial(
-            scoring_request,
-            builder,
-            daily.at(c),
-            embedding,
-            config.retrieval,
-            exclude_seen=True,
-        ),
-        "test: training rows",
-        progress,
+    per_cutoff, text_model, table, encoder = labelled_candidates(
+        past, posts, users, vectors, points, config, progress
     )
     n_valid = min(config.valid_cutoffs, len(per_cutoff) // 2)
     fit_rows = Rows.concat(per_cutoff[:-n_valid])
@@ -223,9 +236,7 @@ def train(
         )
         ranker_columns = [c for c in config.ranker_columns if c in fit_rows.columns]
         scorer = PriorScorer(fit_rows.columns, ranker_columns, column, coef, intercept, 0)
-        ranker = _ranker(config, config.iterations)
-        ranker.fit(_pool(fit_rows, scorer, config.weight_groups))
-        scorer.ranker = ranker
+        scorer.ranker = fit_correction(fit_rows, scorer, config, config.iterations)
         prior_valid = scorer.prior(valid_rows.matrix)
         by_trees = {
             n: group_hit_rate(prior_valid + scorer.correction(valid_rows.matrix, n), valid_rows)
@@ -240,8 +251,7 @@ def train(
             "trees": best,
         }
         bar.update()
-        final = _ranker(config, max(best, 1))
-        final.fit(_pool(all_rows, scorer, config.weight_groups))
+        final = fit_correction(all_rows, scorer, config, max(best, 1))
         scorer.ranker, scorer.trees = final, best
         bar.update()
 
