@@ -148,6 +148,24 @@ def group_hit_rate(scores: np.ndarray, rows: Rows, k: int = 5) -> float:
     return float(np.logical_or.reduceat(top_hits, starts).mean())
 
 
+def hit_rate_by_trees(
+    ranker, prior: np.ndarray, matrix: np.ndarray, rows: Rows, step: int
+) -> dict[int, float]:
+    """`group_hit_rate` of `prior` plus the raw scores of the ranker's first n trees on `rows`
+    (`matrix`: its ranker columns), for n = 0 (the prior alone), step, 2 step, ... and the full
+    count. One staged pass: each step adds only its own trees."""
+    rates = {0: group_hit_rate(prior, rows)}
+    staged = ranker.staged_predict(matrix, prediction_type="RawFormulaVal", eval_period=step)
+    for i, raw in enumerate(staged):
+        rates[min((i + 1) * step, ranker.tree_count_)] = group_hit_rate(prior + raw, rows)
+    return rates
+
+
+def fewest_best_trees(rates: dict[int, float], least: int = 0) -> int:
+    """The tree count (at least `least`) with the best hit rate; ties go to fewer trees."""
+    return max((n for n in rates if n >= least), key=lambda n: (rates[n], -n))
+
+
 def training_data(
     past: History,
     span: tuple[datetime, datetime],

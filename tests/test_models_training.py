@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.training import Rows, group_hit_rate
+from models.training import Rows, fewest_best_trees, group_hit_rate, hit_rate_by_trees
 
 
 def rows(groups: list[int], labels: list[bool]) -> Rows:
@@ -43,3 +43,29 @@ def test_matches_the_per_group_definition_on_random_rows():
         r = Rows(np.zeros((n, 1)), rng.random(n) < 0.1, groups, ["x"])
         k = int(rng.integers(1, 7))
         assert group_hit_rate(scores, r, k) == per_group(scores, r, k), trial
+
+
+def test_hit_rate_by_trees_matches_each_truncated_model():
+    from catboost import CatBoost
+
+    rng = np.random.default_rng(1)
+    n = 600
+    x = rng.random((n, 3))
+    labels = rng.random(n) < 0.2 + 0.5 * x[:, 0]
+    r = Rows(x, labels, np.repeat(np.arange(60), 10), ["a", "b", "c"])
+    prior = rng.normal(size=n)
+    params = {"iterations": 25, "depth": 2, "verbose": False, "allow_writing_files": False}
+    ranker = CatBoost({**params, "loss_function": "Logloss"}).fit(x, labels.astype(float))
+    rates = hit_rate_by_trees(ranker, prior, x, r, step=10)
+    assert sorted(rates) == [0, 10, 20, 25]
+    assert rates[0] == group_hit_rate(prior, r)
+    for trees in (10, 20, 25):
+        raw = ranker.predict(x, prediction_type="RawFormulaVal", ntree_end=trees)
+        assert rates[trees] == group_hit_rate(prior + raw, r)
+
+
+def test_fewest_best_trees_breaks_ties_toward_fewer_and_honours_the_floor():
+    rates = {0: 0.5, 10: 0.4, 20: 0.6, 30: 0.6}
+    assert fewest_best_trees(rates) == 20
+    assert fewest_best_trees({0: 0.7, 10: 0.4, 20: 0.6}) == 0
+    assert fewest_best_trees({0: 0.7, 10: 0.4, 20: 0.6}, least=10) == 20

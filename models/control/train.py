@@ -29,8 +29,10 @@ from models.scoring import fit_log_prior
 from models.training import (
     Rows,
     cutoffs,
+    fewest_best_trees,
     group_hit_rate,
     history_before,
+    hit_rate_by_trees,
     rows_per_cutoff,
     scorer_meta,
     training_data,
@@ -114,19 +116,14 @@ def best_tree_count(model, scorer: Scorer, valid: Rows, config: TrainConfig) -> 
     """Number of trees (a multiple of `min_iterations`) whose prior + correction ranks the
     held-out cutoffs best by HitRate@5 among candidates; ties go to fewer trees. Log-loss
     keeps falling on user-level calibration long after the ranking stops improving."""
-    prior = scorer.prior(valid.matrix)
-    staged = model.staged_predict(
+    rates = hit_rate_by_trees(
+        model,
+        scorer.prior(valid.matrix),
         scorer.ranker_matrix(valid.matrix),
-        prediction_type="RawFormulaVal",
-        eval_period=config.min_iterations,
+        valid,
+        config.min_iterations,
     )
-    best, best_hr = config.min_iterations, -1.0
-    for i, raw in enumerate(staged):
-        trees = min((i + 1) * config.min_iterations, model.tree_count_)
-        hr = group_hit_rate(prior + raw, valid)
-        if hr > best_hr + 1e-12:
-            best, best_hr = trees, hr
-    return best
+    return fewest_best_trees(rates, least=config.min_iterations)
 
 
 def train(

@@ -34,8 +34,10 @@ from models.test.taste import EmbeddingFeatures, TasteConfig
 from models.training import (
     Rows,
     cutoffs,
+    fewest_best_trees,
     group_hit_rate,
     history_before,
+    hit_rate_by_trees,
     rows_per_cutoff,
     scorer_meta,
     training_data,
@@ -237,12 +239,14 @@ def train(
         ranker_columns = [c for c in config.ranker_columns if c in fit_rows.columns]
         scorer = PriorScorer(fit_rows.columns, ranker_columns, column, coef, intercept, 0)
         scorer.ranker = fit_correction(fit_rows, scorer, config, config.iterations)
-        prior_valid = scorer.prior(valid_rows.matrix)
-        by_trees = {
-            n: group_hit_rate(prior_valid + scorer.correction(valid_rows.matrix, n), valid_rows)
-            for n in range(0, config.iterations + 1, config.tree_step)
-        }
-        best = max(by_trees, key=lambda n: (by_trees[n], -n))
+        by_trees = hit_rate_by_trees(
+            scorer.ranker,
+            scorer.prior(valid_rows.matrix),
+            scorer.ranker_matrix(valid_rows.matrix),
+            valid_rows,
+            config.tree_step,
+        )
+        best = fewest_best_trees(by_trees)
         metrics = {
             "valid_cutoffs": [c.isoformat() for c in points[-n_valid:]],
             "valid_groups": len(np.unique(valid_rows.groups)),
