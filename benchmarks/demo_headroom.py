@@ -83,7 +83,8 @@ class Oracle:
 
 
 def oracles(spec: WorldSpec, control: ControlRecommender, scales: list[float]) -> list[Oracle]:
-    """A taste oracle and a like oracle per scale (1 = the hidden model's own logit weights)."""
+    """A taste, a posterior and a like oracle per scale (1 = the hidden model's own logit
+    weights)."""
     hidden = spec.preference_model()
 
     def taste(scale: float) -> Bonus:
@@ -97,12 +98,15 @@ def oracles(spec: WorldSpec, control: ControlRecommender, scales: list[float]) -
             scale * hidden.like_logit(np.full(len(post_ids), user_id), post_ids, np.datetime64(at))
         )
 
+    subthemes = np.zeros(len(hidden.topics), dtype=np.int64)  # sub-themes per topic
+    np.maximum.at(subthemes, hidden.post_topic, hidden.post_subtheme + 1)
+
     def posterior(scale: float) -> Bonus:
-        effect = spec.params.subtheme_effect
+        gain = np.expm1(spec.params.subtheme_effect)
         return lambda user_id, post_ids, at: (
             scale
             * np.log1p(
-                taste_posterior(hidden, control.history, user_id, at, post_ids) * np.expm1(effect)
+                taste_posterior(hidden, subthemes, control.history, user_id, at, post_ids) * gain
             )
         )
 
@@ -114,11 +118,17 @@ def oracles(spec: WorldSpec, control: ControlRecommender, scales: list[float]) -
 
 
 def taste_posterior(
-    hidden: PreferenceModel, history: History, user_id: int, at: datetime, post_ids: np.ndarray
+    hidden: PreferenceModel,
+    subthemes: np.ndarray,
+    history: History,
+    user_id: int,
+    at: datetime,
+    post_ids: np.ndarray,
 ) -> np.ndarray:
     """P(each post's sub-theme is the user's preferred one in its topic | the user's likes and
     passes before `at`): Bayes with a uniform prior over sub-themes, the posts' true sub-themes
-    and every other hidden term known, i.e. the most a perfect reader of post texts could know."""
+    and every other hidden term known, i.e. the most a perfect reader of post texts could know.
+    `subthemes[topic]`: how many sub-themes the topic has."""
     ts, events, is_like = history.user_events_before(user_id, at)
     views, view_ts = events[~is_like], ts[~is_like]
     liked = np.isin(views, events[is_like])
@@ -131,10 +141,9 @@ def taste_posterior(
     candidates = hidden.post_index(post_ids)
     out = np.zeros(len(post_ids))
     for topic in np.unique(hidden.post_topic[candidates]):
-        k = int(hidden.post_subtheme[hidden.post_topic == topic].max()) + 1
         in_topic = hidden.post_topic[seen] == topic
-        loglik = np.zeros(k)
-        for s in range(k):
+        loglik = np.zeros(subthemes[topic])
+        for s in range(subthemes[topic]):
             logit = base[in_topic] + effect * (hidden.post_subtheme[seen[in_topic]] == s)
             loglik[s] = -np.logaddexp(0, np.where(liked[in_topic], -logit, logit)).sum()
         belief = np.exp(loglik - loglik.max())

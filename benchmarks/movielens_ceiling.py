@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,34 +46,47 @@ from models.test.train import (  # noqa: E402
 from models.training import Rows, group_hit_rate  # noqa: E402
 
 
+@dataclass
+class Fold:
+    """One side of the cross-fitting: the rows fitted on, the rows scored, and the prior
+    (column, coef, intercept) fitted on the former."""
+
+    fit: Rows
+    scored: Rows
+    prior: tuple[str, float, float]
+
+
 def subset(rows: Rows, mask: np.ndarray) -> Rows:
     return Rows(rows.matrix[mask], rows.labels[mask], rows.groups[mask], rows.columns)
 
 
-def cross_fitted_hit_rate(
-    rows: Rows, columns: list[str], trees: int, config: TrainConfig
-) -> tuple[float, float]:
-    """(prior alone, prior + correction from `columns`), each scored on the fold it was not
-    fitted on, over all groups."""
-    prior_hits = corrected_hits = 0.0
-    for fold in (0, 1):
-        held_out = rows.groups % 2 == fold
-        fit, score = subset(rows, ~held_out), subset(rows, held_out)
-        column, coef, intercept = fit_prior(
-            fit.matrix,
-            fit.labels,
-            fit.groups,
-            fit.columns,
-            lambda s, fit=fit: group_hit_rate(s, fit),
+def folds(rows: Rows) -> list[Fold]:
+    """Two folds by (user, window) group parity, each with its prior fitted once."""
+    out = []
+    for parity in (0, 1):
+        held_out = rows.groups % 2 == parity
+        fit = subset(rows, ~held_out)
+        prior = fit_prior(
+            fit.matrix, fit.labels, fit.groups, fit.columns, partial(group_hit_rate, rows=fit)
         )
-        scorer = PriorScorer(fit.columns, columns, column, coef, intercept, trees)
-        groups = len(np.unique(score.groups))
-        prior_hits += group_hit_rate(scorer.prior(score.matrix), score) * groups
-        if columns:
-            scorer.ranker = fit_correction(fit, scorer, config, trees)
-        corrected_hits += group_hit_rate(scorer.score(score.matrix), score) * groups
-    total = len(np.unique(rows.groups))
-    return prior_hits / total, corrected_hits / total
+        out.append(Fold(fit, subset(rows, held_out), prior))
+    return out
+
+
+def cross_fitted_hit_rate(
+    parts: list[Fold], columns: list[str], trees: int, config: TrainConfig | None
+) -> float:
+    """HitRate@5 among candidates over all groups, each fold scored by the prior plus a
+    correction from `columns` fitted on the other fold (`config` None: the prior alone)."""
+    hits = groups = 0.0
+    for fold in parts:
+        scorer = PriorScorer(fold.fit.columns, columns, *fold.prior, trees)
+        if config is not None:
+            scorer.ranker = fit_correction(fold.fit, scorer, config, trees)
+        n = len(np.unique(fold.scored.groups))
+        hits += group_hit_rate(scorer.score(fold.scored.matrix), fold.scored) * n
+        groups += n
+    return hits / groups
 
 
 def main() -> None:
@@ -98,7 +113,7 @@ def main() -> None:
         history, posts, users = load_db(movielens_db(Path(tmp)))
     vectors = post_embeddings(posts, config.embedding_model)[0]
     starts = window_starts(history, median_time(history), timedelta(days=config.window_days))
-    per_window = labelled_candidates(history, posts, users, vectors, starts, config)[0]
+    per_window = labelled_candidates(history, posts, users, vectors, starts, config).per_cutoff
     rows = Rows.concat(per_window)
     table = Table(
         title=f"MovieLens 100K after T0: correction cross-fitted on the evaluation windows "
@@ -107,9 +122,11 @@ def main() -> None:
     )
     for col in ("columns", "trees", "prior alone", "prior + correction", "difference"):
         table.add_column(col, justify="left" if col == "columns" else "right")
+    parts = folds(rows)
+    prior = cross_fitted_hit_rate(parts, [], 0, None)
     for name, columns in column_sets.items():
         for trees in args.trees:
-            prior, corrected = cross_fitted_hit_rate(rows, columns, trees, config)
+            corrected = cross_fitted_hit_rate(parts, columns, trees, config)
             table.add_row(
                 name, str(trees), f"{prior:.3f}", f"{corrected:.3f}", f"{corrected - prior:+.3f}"
             )

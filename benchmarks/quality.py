@@ -35,7 +35,7 @@ from analysis.offline.report import (  # noqa: E402
 )
 from models.catalog import PostCatalog, UserProfiles  # noqa: E402
 from models.history import History  # noqa: E402
-from storage.demo.world import WorldSpec  # noqa: E402
+from storage.demo.world import WorldSpec, load_demo_world  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
 
 MOVIELENS = ROOT.parent / "shared" / "data" / "movielens-100k"
@@ -64,8 +64,6 @@ def movielens_db(folder: Path) -> str:
 
 
 def demo_db(folder: Path, spec: WorldSpec) -> str:
-    from storage.demo.world import load_demo_world
-
     url = f"sqlite:///{folder / 'demo.db'}"
     engine = make_engine(url)
     load_demo_world(spec, engine)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +17,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.features import FeatureBuilder, PostTable, ProfileEncoder, Request
+from models.candidates import CoVisitation, DailyCoVisitation
+from models.catalog import PostCatalog, UserProfiles
+from models.features import (
+    FeatureBlock,
+    FeatureBuilder,
+    PostTable,
+    ProfileEncoder,
+    Request,
+    TextSVD,
+)
 from models.history import History
 from models.scoring import PriorColumns
 
@@ -27,6 +36,13 @@ class CutoffConfig(Protocol):
     step_days: float
     max_cutoffs: int
     min_history_days: float
+
+
+class RowsConfig(Protocol):
+    window_days: float
+    text_dim: int
+    seed: int
+    neighbours: int
 
 
 @dataclass
@@ -135,6 +151,47 @@ def rows_per_cutoff(
     if len(per_cutoff) < 2:
         raise ValueError("t0: too few labelled training rows before T0 (need two cutoffs)")
     return per_cutoff
+
+
+@dataclass
+class CandidateRows:
+    """An arm's labelled candidate rows per cutoff and the text pieces fitted to build them."""
+
+    per_cutoff: list[Rows]
+    text_model: TextSVD
+    table: PostTable
+    encoder: ProfileEncoder
+
+
+def candidate_rows(
+    history: History,
+    posts: PostCatalog,
+    users: UserProfiles,
+    points: list[datetime],
+    config: RowsConfig,
+    request: Callable[[FeatureBuilder, CoVisitation], Callable[[int, datetime], Request]],
+    desc: str,
+    progress: bool = True,
+    extra_blocks: Sequence[FeatureBlock] = (),
+) -> CandidateRows:
+    """`rows_per_cutoff` over the shared features (plus an arm's `extra_blocks`), with the
+    co-visitation of each cutoff's day; `request(builder, covisit)` is the arm's candidate
+    request (seen posts excluded)."""
+    text_model = TextSVD(config.text_dim, config.seed).fit(posts.texts)
+    table = PostTable.build(posts, text_model)
+    encoder = ProfileEncoder.fit(users)
+    builder = FeatureBuilder(history, table, users, encoder, extra_blocks=extra_blocks)
+    daily = DailyCoVisitation(history, posts.post_ids, config.neighbours)
+    per_cutoff = rows_per_cutoff(
+        history,
+        builder,
+        points,
+        config.window_days,
+        lambda c: request(builder, daily.at(c)),
+        desc,
+        progress,
+    )
+    return CandidateRows(per_cutoff, text_model, table, encoder)
 
 
 def group_hit_rate(scores: np.ndarray, rows: Rows, k: int = 5) -> float:

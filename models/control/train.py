@@ -20,20 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from models.artifact import save_shared
-from models.candidates import CandidateConfig, DailyCoVisitation, scoring_request
+from models.candidates import CandidateConfig, scoring_request
 from models.catalog import PostCatalog, UserProfiles
 from models.control.model import Scorer
-from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
 from models.history import History
 from models.scoring import fit_log_prior
 from models.training import (
     Rows,
+    candidate_rows,
     cutoffs,
     fewest_best_trees,
     group_hit_rate,
     history_before,
     hit_rate_by_trees,
-    rows_per_cutoff,
     scorer_meta,
     training_data,
     write_meta,
@@ -142,24 +141,20 @@ def train(
     started = time.perf_counter()
     past, span = history_before(history, t0)
     users = users or UserProfiles.empty()
-    text_model = TextSVD(config.text_dim, config.seed).fit(posts.texts)
-    table = PostTable.build(posts, text_model)
-    encoder = ProfileEncoder.fit(users)
-    builder = FeatureBuilder(past, table, users, encoder)
     points = cutoffs(past, t0, config)
-
-    daily = DailyCoVisitation(past, posts.post_ids, config.neighbours)
-    per_cutoff = rows_per_cutoff(
+    labelled = candidate_rows(
         past,
-        builder,
+        posts,
+        users,
         points,
-        config.window_days,
-        lambda c: partial(
-            scoring_request, builder, daily.at(c), config.candidates, exclude_seen=True
+        config,
+        lambda builder, covisit: partial(
+            scoring_request, builder, covisit, config.candidates, exclude_seen=True
         ),
         "control: training rows",
         progress,
     )
+    per_cutoff = labelled.per_cutoff
     n_valid = max(1, min(config.valid_cutoffs, len(per_cutoff) // 4))
     fit_rows, valid_rows = Rows.concat(per_cutoff[:-n_valid]), Rows.concat(per_cutoff[-n_valid:])
 
@@ -195,14 +190,14 @@ def train(
     importances = dict(
         zip(scorer.ranker_columns, final.get_feature_importance().round(3).tolist(), strict=True)
     )
-    save_shared(out, final, text_model, users, posts, table)
+    save_shared(out, final, labelled.text_model, users, posts, labelled.table)
     meta = {
         "model": "control",
         "format": FORMAT_VERSION,
         "trained_at": datetime.now().replace(microsecond=0).isoformat(),
         "t0": t0.isoformat(),
         "training_data": training_data(past, span, points, config.window_days, all_rows),
-        **scorer_meta(config, all_rows, scorer, table, encoder),
+        **scorer_meta(config, all_rows, scorer, labelled.table, labelled.encoder),
         "metrics": metrics,
         "feature_importance": importances,
         "train_seconds": round(time.perf_counter() - started, 1),

@@ -25,11 +25,10 @@ class PriorScorer(PriorColumns):
     trees: int
     ranker: object = None
 
-    def correction(self, matrix: np.ndarray, trees: int | None = None) -> np.ndarray:
-        trees = self.trees if trees is None else trees
-        if self.ranker is None or trees == 0:
+    def correction(self, matrix: np.ndarray) -> np.ndarray:
+        if self.ranker is None or self.trees == 0:
             return np.zeros(len(matrix))
-        return self.raw_scores(self.ranker, self.ranker_matrix(matrix), trees)
+        return self.raw_scores(self.ranker, self.ranker_matrix(matrix), self.trees)
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
         return self.prior(matrix) + self.correction(matrix)

@@ -23,22 +23,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.artifact import save_shared
-from models.candidates import CandidateConfig, DailyCoVisitation
+from models.candidates import CandidateConfig
 from models.catalog import PostCatalog, UserProfiles
-from models.features import FeatureBuilder, PostTable, ProfileEncoder, TextSVD
 from models.history import History
 from models.test.embeddings import DEFAULT_MODEL, Embedder, EmbeddingCache, embed_texts
 from models.test.model import RetrievalConfig, scoring_request
 from models.test.scoring import PriorScorer, fit_prior
 from models.test.taste import EmbeddingFeatures, TasteConfig
 from models.training import (
+    CandidateRows,
     Rows,
+    candidate_rows,
     cutoffs,
     fewest_best_trees,
     group_hit_rate,
     history_before,
     hit_rate_by_trees,
-    rows_per_cutoff,
     scorer_meta,
     training_data,
     write_meta,
@@ -140,27 +140,23 @@ def labelled_candidates(
     points: list[datetime],
     config: TrainConfig,
     progress: bool = True,
-) -> tuple[list[Rows], TextSVD, PostTable, ProfileEncoder]:
+) -> CandidateRows:
     """The arm's labelled candidate rows at each of `points` (features from `history` before
     the point, label = liked in the window after it), and the fitted text pieces."""
-    text_model = TextSVD(config.text_dim, config.seed).fit(posts.texts)
-    table = PostTable.build(posts, text_model)
-    encoder = ProfileEncoder.fit(users)
     embedding = EmbeddingFeatures(vectors, config.taste)
-    builder = FeatureBuilder(history, table, users, encoder, extra_blocks=[embedding])
-    daily = DailyCoVisitation(history, posts.post_ids, config.neighbours)
-    per_cutoff = rows_per_cutoff(
+    return candidate_rows(
         history,
-        builder,
+        posts,
+        users,
         points,
-        config.window_days,
-        lambda c: partial(
-            scoring_request, builder, daily.at(c), embedding, config.retrieval, exclude_seen=True
+        config,
+        lambda builder, covisit: partial(
+            scoring_request, builder, covisit, embedding, config.retrieval, exclude_seen=True
         ),
         "test: labelled rows",
         progress,
+        extra_blocks=[embedding],
     )
-    return per_cutoff, text_model, table, encoder
 
 
 def _pool(rows: Rows, scorer: PriorScorer, weight_groups: bool):
@@ -220,9 +216,8 @@ def train(
     )
     embed_seconds = time.perf_counter() - embed_started
     points = cutoffs(past, t0, config)
-    per_cutoff, text_model, table, encoder = labelled_candidates(
-        past, posts, users, vectors, points, config, progress
-    )
+    labelled = labelled_candidates(past, posts, users, vectors, points, config, progress)
+    per_cutoff = labelled.per_cutoff
     n_valid = min(config.valid_cutoffs, len(per_cutoff) // 2)
     fit_rows = Rows.concat(per_cutoff[:-n_valid])
     valid_rows = Rows.concat(per_cutoff[-n_valid:])
@@ -262,7 +257,7 @@ def train(
     ranker_idx = [all_rows.columns.index(c) for c in ranker_columns]
     importance = final.get_feature_importance(type="PredictionValuesChange").round(4).tolist()
     importances = dict(zip([all_rows.columns[i] for i in ranker_idx], importance, strict=True))
-    save_shared(out, final, text_model, users, posts, table)
+    save_shared(out, final, labelled.text_model, users, posts, labelled.table)
     np.savez(
         out / EMBEDDINGS_FILE,
         post_ids=posts.post_ids,
@@ -282,7 +277,7 @@ def train(
             "encoded_now": fresh,
             "seconds": round(embed_seconds, 1),
         },
-        **scorer_meta(config, all_rows, scorer, table, encoder),
+        **scorer_meta(config, all_rows, scorer, labelled.table, labelled.encoder),
         "metrics": metrics,
         "feature_importance": importances,
         "train_seconds": round(time.perf_counter() - started, 1),
