@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,9 +27,12 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from analysis.online.analyze import Options, analyze
-from analysis.online.synthetic import config_yaml, store_config
-from storage.engine import make_engine
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from feedlab.analysis.online.analyze import Options, analyze
+from feedlab.storage.engine import make_engine
+
+from tests.support.synthetic import config_yaml, store_config
 
 ADMIN_URL = os.environ.get(
     "FEEDLAB_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"

@@ -41,23 +41,23 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from analysis.offline.evaluate import (  # noqa: E402
+from feedlab.analysis.offline.evaluate import (  # noqa: E402
     DEFAULT_WINDOW,
     evaluate,
     evaluation_pairs,
     median_time,
     paired_difference,
 )
+from feedlab.models.control.model import ControlRecommender  # noqa: E402
+from feedlab.models.history import History  # noqa: E402
+from feedlab.models.registry import load_model  # noqa: E402
+from feedlab.storage.demo.preferences import PreferenceModel  # noqa: E402
+from feedlab.storage.demo.world import WorldSpec  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
 from benchmarks.quality import demo_db, load_db, train_arm  # noqa: E402
 from benchmarks.test_arm import world_spec  # noqa: E402
-from models.control.model import ControlRecommender  # noqa: E402
-from models.history import History  # noqa: E402
-from models.registry import load_model  # noqa: E402
-from storage.demo.preferences import PreferenceModel  # noqa: E402
-from storage.demo.world import WorldSpec  # noqa: E402
 
 Bonus = Callable[[int, np.ndarray, datetime], np.ndarray]
 

@@ -24,15 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from feedlab.models.base import Event  # noqa: E402
+from feedlab.models.catalog import PostCatalog, UserProfiles  # noqa: E402
+from feedlab.models.history import History  # noqa: E402
+from feedlab.models.registry import load_model  # noqa: E402
+from feedlab.models.threads import one_blas_thread  # noqa: E402
+from feedlab.storage.engine import make_engine  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-
-from models.base import Event  # noqa: E402
-from models.catalog import PostCatalog, UserProfiles  # noqa: E402
-from models.history import History  # noqa: E402
-from models.registry import load_model  # noqa: E402
-from models.threads import one_blas_thread  # noqa: E402
-from storage.engine import make_engine  # noqa: E402
 
 
 def main() -> None:
@@ -45,8 +44,8 @@ def main() -> None:
         "--workdir", type=Path, help="Keep (and reuse) the demo database and artifact here."
     )
     args = parser.parse_args()
-    from models.cli import run_train_control
-    from storage.demo.world import WorldSpec, load_demo_world
+    from feedlab.models.cli import run_train_control
+    from feedlab.storage.demo.world import WorldSpec, load_demo_world
 
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,20 +30,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from analysis.offline.evaluate import median_time, window_starts  # noqa: E402
-from benchmarks.quality import MOVIELENS, load_db, movielens_db  # noqa: E402
-from models.control.train import TrainConfig as ControlConfig  # noqa: E402
-from models.test.scoring import PriorScorer, fit_prior  # noqa: E402
-from models.test.train import (  # noqa: E402
+from feedlab.analysis.offline.evaluate import median_time, window_starts  # noqa: E402
+from feedlab.models.control.train import TrainConfig as ControlConfig  # noqa: E402
+from feedlab.models.test.scoring import PriorScorer, fit_prior  # noqa: E402
+from feedlab.models.test.train import (  # noqa: E402
     TrainConfig,
     fit_correction,
     labelled_candidates,
     post_embeddings,
 )
-from models.training import Rows, group_hit_rate  # noqa: E402
+from feedlab.models.training import Rows, group_hit_rate  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from benchmarks.quality import MOVIELENS, load_db, movielens_db  # noqa: E402
 
 
 @dataclass

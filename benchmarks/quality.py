@@ -23,20 +23,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from analysis.offline.evaluate import median_time  # noqa: E402
-from analysis.offline.report import (  # noqa: E402
+from feedlab.analysis.offline.evaluate import median_time  # noqa: E402
+from feedlab.analysis.offline.report import (  # noqa: E402
     ModelSpec,
     comparison_text,
     result_cells,
     run,
 )
-from models.catalog import PostCatalog, UserProfiles  # noqa: E402
-from models.history import History  # noqa: E402
-from storage.demo.world import WorldSpec, load_demo_world  # noqa: E402
-from storage.engine import make_engine  # noqa: E402
+from feedlab.models.catalog import PostCatalog, UserProfiles  # noqa: E402
+from feedlab.models.history import History  # noqa: E402
+from feedlab.storage.demo.world import WorldSpec, load_demo_world  # noqa: E402
+from feedlab.storage.engine import make_engine  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
 MOVIELENS = ROOT.parent / "shared" / "data" / "movielens-100k"
 
@@ -54,7 +53,7 @@ def load_db(url: str) -> tuple[History, PostCatalog, UserProfiles]:
 
 
 def movielens_db(folder: Path) -> str:
-    from storage.importers.movielens import import_movielens
+    from feedlab.storage.importers.movielens import import_movielens
 
     url = f"sqlite:///{folder / 'movielens.db'}"
     engine = make_engine(url)
@@ -74,11 +73,11 @@ def demo_db(folder: Path, spec: WorldSpec) -> str:
 def train_arm(arm: str, url: str, out: Path) -> float:
     started = time.perf_counter()
     if arm == "control":
-        from models.cli import run_train_control
+        from feedlab.models.cli import run_train_control
 
         run_train_control(url, None, out)
     else:
-        from models.cli import run_train_test
+        from feedlab.models.cli import run_train_test
 
         run_train_test(url, None, out)
     return time.perf_counter() - started

@@ -32,10 +32,11 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from feedlab.storage.engine import make_engine  # noqa: E402
+from feedlab.storage.schema import exposures, posts, users  # noqa: E402
+
 from feedlab.demo import feedlab_cmd, run_step, serve_args, train_cmd  # noqa: E402
-from gateway.testing import free_port, serve_subprocess  # noqa: E402
-from storage.engine import make_engine  # noqa: E402
-from storage.schema import exposures, posts, users  # noqa: E402
+from feedlab.processes import free_port, serve_subprocess  # noqa: E402
 
 CONNECTIONS = 64
 GRACE_S = 10.0

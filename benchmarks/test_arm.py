@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from models.catalog import PostCatalog  # noqa: E402
-from models.history import History, from_us  # noqa: E402
-from models.registry import load_model  # noqa: E402
-from models.threads import one_blas_thread  # noqa: E402
+from feedlab.models.catalog import PostCatalog  # noqa: E402
+from feedlab.models.history import History, from_us  # noqa: E402
+from feedlab.models.registry import load_model  # noqa: E402
+from feedlab.models.threads import one_blas_thread  # noqa: E402
 
 if TYPE_CHECKING:
-    from storage.demo.world import WorldSpec
+    from feedlab.storage.demo.world import WorldSpec
 
 
 def rss_mb() -> float:
@@ -48,7 +48,7 @@ def rss_mb() -> float:
 
 def world_spec(args: argparse.Namespace) -> WorldSpec:
     """The demo world of the flags --seed, --users, --posts, --days and --posts-csv."""
-    from storage.demo.world import WorldSpec
+    from feedlab.storage.demo.world import WorldSpec
 
     return WorldSpec(
         seed=args.seed,
@@ -60,7 +60,7 @@ def world_spec(args: argparse.Namespace) -> WorldSpec:
 
 
 def build_world(args: argparse.Namespace) -> tuple[History, PostCatalog]:
-    from storage.demo.world import World
+    from feedlab.storage.demo.world import World
 
     world = World.build(world_spec(args))
     feed = world.feed
@@ -87,8 +87,8 @@ def main() -> None:
     parser.add_argument("--embedding-model", default=None)
     args = parser.parse_args()
 
-    from models.test.embeddings import Embedder, EmbeddingCache, embed_texts, text_hash
-    from models.test.train import TrainConfig, train
+    from feedlab.models.test.embeddings import Embedder, EmbeddingCache, embed_texts, text_hash
+    from feedlab.models.test.train import TrainConfig, train
 
     rows: list[tuple[str, str]] = []
     started = time.perf_counter()
@@ -165,7 +165,7 @@ def main() -> None:
 def _seed_artifact_cache(out: Path, cache) -> None:
     """Write the already computed vectors where `train(cache_from=out)` looks for them, so the
     benchmark embeds the catalog once (the throughput row) and not again while training."""
-    from models.test.train import EMBEDDINGS_FILE
+    from feedlab.models.test.train import EMBEDDINGS_FILE
 
     out.mkdir(parents=True, exist_ok=True)
     hashes = list(cache.vectors)

@@ -18,7 +18,7 @@ import hashlib
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from experiments.config import DEFAULT_GROUP, Experiment, ExperimentsConfig
+from feedlab.experiments.config import DEFAULT_GROUP, Experiment, ExperimentsConfig
 
 BUCKETS = 10_000
 

@@ -21,11 +21,10 @@ def assign_users(
     ),
 ) -> None:
     """Print user → experiment, exp_group, model; or validate the file (exit 2 if invalid)."""
+    from feedlab.experiments.assignment import Assigner, assignment_sql
+    from feedlab.experiments.config import DEFAULT_CONFIG, ConfigError, load_config
     from rich.console import Console
     from rich.table import Table
-
-    from experiments.assignment import Assigner, assignment_sql
-    from experiments.config import DEFAULT_CONFIG, ConfigError, load_config
 
     path = config or DEFAULT_CONFIG
     try:

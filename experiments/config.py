@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
+from feedlab.models.registry import BASELINES
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from models.registry import BASELINES
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "experiments.yaml"
 """The live config `feedlab serve` and `feedlab assign` use unless given --config."""

@@ -16,13 +16,13 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES = [
-    "storage.cli",
+    "feedlab.storage.cli",
     "feedlab.commands",
-    "experiments.cli",
-    "gateway.cli",
-    "analysis.online.cli",
-    "models.cli",
-    "analysis.offline.cli",
+    "feedlab.experiments.cli",
+    "feedlab.gateway.cli",
+    "feedlab.analysis.online.cli",
+    "feedlab.models.cli",
+    "feedlab.analysis.offline.cli",
 ]
 
 

@@ -42,8 +42,8 @@ def simulate(
     ),
 ) -> None:
     """Simulated users request feeds, view them and like what their hidden taste says."""
-    from storage.demo import simulate as sim
-    from storage.engine import make_engine
+    from feedlab.storage.demo import simulate as sim
+    from feedlab.storage.engine import make_engine
 
     try:
         sim.require_loopback(url)

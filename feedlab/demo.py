@@ -113,8 +113,8 @@ def serve_args(config: Path, port: int, spool: Path) -> list[str]:
 def training_cutoff(db_url: str) -> datetime:
     """Train on the whole stored history: the cutoff is the midnight after its last event, which
     is also where the simulated days begin."""
-    from storage.demo.simulate import history_end, next_midnight
-    from storage.engine import make_engine
+    from feedlab.storage.demo.simulate import history_end, next_midnight
+    from feedlab.storage.engine import make_engine
 
     engine = make_engine(db_url, migrate=False)
     try:
@@ -128,8 +128,8 @@ def training_cutoff(db_url: str) -> datetime:
 
 def wait_for_exposures(db_url: str, expected: int) -> int:
     """Exposures are logged asynchronously: wait (bounded) until all responses are stored."""
-    from storage.engine import make_engine
-    from storage.schema import exposures
+    from feedlab.storage.engine import make_engine
+    from feedlab.storage.schema import exposures
 
     engine = make_engine(db_url, migrate=False)
     try:
@@ -169,7 +169,7 @@ def run_demo(
     world: tuple[int, int] = WORLD_SIZE,
 ) -> Path:
     """Every step of the demo; returns the HTML report's path. `world` = (users, posts)."""
-    from gateway.testing import free_port
+    from feedlab.processes import free_port
 
     directory = directory.resolve()
     db = prepare_directory(directory)
@@ -221,7 +221,7 @@ def running_gateway(
 ) -> Iterator[tuple[subprocess.Popen, str]]:
     """`feedlab serve` as a child process until the block ends (then stopped gracefully, so
     the exposure log is flushed)."""
-    from gateway.testing import serve_subprocess
+    from feedlab.processes import serve_subprocess
 
     log = directory / "reports" / "gateway.log"
     args = serve_args(config, port, directory / "spool")
@@ -244,8 +244,8 @@ def traffic_and_report(
     seed: int,
 ) -> Path:
     """Steps 5 and 6: simulated traffic against the gateway, then the analysis."""
-    from storage.demo import simulate as sim
-    from storage.engine import make_engine
+    from feedlab.storage.demo import simulate as sim
+    from feedlab.storage.engine import make_engine
 
     db_url = env["FEEDLAB_DATABASE_URL"]
     print(f"\n== 5/6 simulate {days} days of traffic from {users} users", flush=True)

@@ -15,15 +15,12 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import SQLAlchemyError
-
-from experiments.config import ConfigError, LoadedConfig
-from gateway.exposures import ConfigRecord
-from gateway.feed import apply_events, apply_stored, store_events
-from gateway.recommend import serve
-from gateway.runtime import utcnow
-from gateway.schemas import (
+from feedlab.experiments.config import ConfigError, LoadedConfig
+from feedlab.gateway.exposures import ConfigRecord
+from feedlab.gateway.feed import apply_events, apply_stored, store_events
+from feedlab.gateway.recommend import serve
+from feedlab.gateway.runtime import utcnow
+from feedlab.gateway.schemas import (
     MAX_ID,
     AdminConfigOut,
     ConfigErrorOut,
@@ -35,9 +32,11 @@ from gateway.schemas import (
     ReloadOut,
     naive_utc,
 )
-from gateway.settings import Settings
-from gateway.state import GatewayState
-from models.threads import one_blas_thread
+from feedlab.gateway.settings import Settings
+from feedlab.gateway.state import GatewayState
+from feedlab.models.threads import one_blas_thread
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger("feedlab.gateway")
 

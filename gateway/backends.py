@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 import httpx
-
-from models.base import Event, Recommender
+from feedlab.models.base import Event, Recommender
 
 log = logging.getLogger("feedlab.gateway")
 

@@ -38,10 +38,9 @@ def serve(
     import os
 
     import uvicorn
-
-    from experiments.config import ConfigError, load_config
-    from gateway.app import create_app
-    from gateway.settings import Settings
+    from feedlab.experiments.config import ConfigError, load_config
+    from feedlab.gateway.app import create_app
+    from feedlab.gateway.settings import Settings
 
     settings = Settings.from_env(config_path=config, spool_dir=spool_dir)
     if no_watch:
@@ -63,7 +62,7 @@ def serve(
         FEEDLAB_FEED_SYNC_INTERVAL=str(feed_sync),
     )
     uvicorn.run(
-        "gateway.app:create_app",
+        "feedlab.gateway.app:create_app",
         factory=True,
         workers=workers,
         host=host,
@@ -83,9 +82,8 @@ def serve_model(
 ) -> None:
     """Serve one model over HTTP (GET /recommend, POST /events, GET /health)."""
     import uvicorn
-
-    from models.registry import ARMS
-    from models.service import create_service_app
+    from feedlab.models.registry import ARMS
+    from feedlab.models.service import create_service_app
 
     if artifact is None and name in ARMS:
         artifact = Path("artifacts") / name

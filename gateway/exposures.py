@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import IO
 
 import orjson
+from feedlab.gateway.dbutil import insert_ignore
+from feedlab.storage.schema import experiment_configs, exposure_items, exposures
 from sqlalchemy import Engine, text
-
-from gateway.dbutil import insert_ignore
-from storage.schema import experiment_configs, exposure_items, exposures
 
 log = logging.getLogger("feedlab.exposures")
 

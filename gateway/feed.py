@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from feedlab.gateway.dbutil import insert_ignore
+from feedlab.gateway.schemas import FeedEventIn
+from feedlab.gateway.state import GatewayState
+from feedlab.models.base import Event
+from feedlab.storage.schema import feed
 from sqlalchemy import Engine
-
-from gateway.dbutil import insert_ignore
-from gateway.schemas import FeedEventIn
-from gateway.state import GatewayState
-from models.base import Event
-from storage.schema import feed
 
 log = logging.getLogger("feedlab.gateway")
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 
+from feedlab.models.base import Event
+from feedlab.storage.schema import feed
 from sqlalchemy import Engine, Row, func, select
-
-from models.base import Event
-from storage.schema import feed
 
 
 def last_feed_id(engine: Engine) -> int:

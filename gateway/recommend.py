@@ -15,11 +15,10 @@ from datetime import datetime
 import httpx
 import numpy as np
 import orjson
-
-from gateway.backends import Backend
-from gateway.exposures import ExposureRecord
-from gateway.runtime import utcnow
-from gateway.state import GatewayState
+from feedlab.gateway.backends import Backend
+from feedlab.gateway.exposures import ExposureRecord
+from feedlab.gateway.runtime import utcnow
+from feedlab.gateway.state import GatewayState
 
 log = logging.getLogger("feedlab.gateway")
 

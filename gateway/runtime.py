@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from experiments.assignment import Assigner
-from experiments.config import (
+from feedlab.experiments.assignment import Assigner
+from feedlab.experiments.config import (
     ConfigError,
     ConfigIssue,
     HttpModel,
@@ -25,11 +25,11 @@ from experiments.config import (
     LoadedConfig,
     load_config,
 )
-from gateway.backends import Backend, HttpBackend, InprocessBackend
-from models.catalog import PostCatalog
-from models.history import History
-from models.registry import load_warm
-from storage.clock import utcnow
+from feedlab.gateway.backends import Backend, HttpBackend, InprocessBackend
+from feedlab.models.catalog import PostCatalog
+from feedlab.models.history import History
+from feedlab.models.registry import load_warm
+from feedlab.storage.clock import utcnow
 
 log = logging.getLogger("feedlab.gateway")
 

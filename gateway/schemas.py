@@ -6,9 +6,8 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from feedlab.storage.clock import naive_utc
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-from storage.clock import naive_utc
 
 MAX_ID = 2**63 - 1
 """Ids are stored as BIGINT."""

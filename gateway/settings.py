@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from feedlab.experiments.config import DEFAULT_CONFIG
 from pydantic import BaseModel, Field
-
-from experiments.config import DEFAULT_CONFIG
 
 
 class Settings(BaseModel):

@@ -9,20 +9,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from feedlab.gateway.backends import InprocessBackend
+from feedlab.gateway.exposures import ExposureLog
+from feedlab.gateway.feed_sync import FeedFollower, last_feed_id
+from feedlab.gateway.metrics import GatewayMetrics
+from feedlab.gateway.runtime import RuntimeHolder
+from feedlab.gateway.settings import Settings
+from feedlab.models.catalog import PostCatalog
+from feedlab.models.history import History
+from feedlab.models.registry import load_model
+from feedlab.storage.engine import database_url, make_engine
+from feedlab.storage.schema import users
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
-
-from gateway.backends import InprocessBackend
-from gateway.exposures import ExposureLog
-from gateway.feed_sync import FeedFollower, last_feed_id
-from gateway.metrics import GatewayMetrics
-from gateway.runtime import RuntimeHolder
-from gateway.settings import Settings
-from models.catalog import PostCatalog
-from models.history import History
-from models.registry import load_model
-from storage.engine import database_url, make_engine
-from storage.schema import users
 
 log = logging.getLogger("feedlab.gateway")
 

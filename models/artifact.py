@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from models.catalog import PostCatalog, UserProfiles
-from models.features import PostTable, ProfileEncoder, TextSVD
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.features import PostTable, ProfileEncoder, TextSVD
 
 
 def save_shared(

@@ -15,14 +15,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from models.features import FeatureBuilder, PostStats, Request, UserState
-from models.history import History
+from feedlab.models.features import FeatureBuilder, PostStats, Request, UserState
+from feedlab.models.history import History
 
 if TYPE_CHECKING:
+    from feedlab.models.catalog import PostCatalog
     from scipy import sparse
-
-    from models.catalog import PostCatalog
 
 
 class CoVisitation:

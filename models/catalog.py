@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from models.history import IdIndex
+from feedlab.models.history import IdIndex
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -46,9 +45,8 @@ class PostCatalog:
     @classmethod
     def from_engine(cls, engine: Engine) -> PostCatalog:
         """Every post in the `posts` table."""
+        from feedlab.storage.schema import posts
         from sqlalchemy import select
-
-        from storage.schema import posts
 
         with engine.connect() as conn:
             rows = conn.execute(
@@ -82,9 +80,8 @@ class UserProfiles:
     @classmethod
     def from_engine(cls, engine: Engine) -> UserProfiles:
         """Profile columns of the `users` table; `attributes` JSON keys become columns too."""
+        from feedlab.storage.schema import users
         from sqlalchemy import select
-
-        from storage.schema import users
 
         cols = ["age", "gender", "country", "city", "os", "source"]
         with engine.connect() as conn:

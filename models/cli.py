@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from feedlab.models.catalog import PostCatalog, UserProfiles
+    from feedlab.models.history import History
     from sqlalchemy import Engine
-
-    from models.catalog import PostCatalog, UserProfiles
-    from models.history import History
 
 URL_HELP = "Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
 T0_HELP = "Train on events before T0 (ISO; default: the median view time)."
@@ -87,10 +86,10 @@ def training_inputs(
 ) -> Iterator[tuple[Engine, History, PostCatalog, UserProfiles, datetime]]:
     """(engine, history, posts, users, T0) from the database at `url`; T0 defaults to the
     median view time. Training errors about T0 become a `--t0` usage error."""
-    from analysis.offline.evaluate import median_time
-    from models.catalog import PostCatalog, UserProfiles
-    from models.history import History, from_us, to_us
-    from storage.engine import make_engine
+    from feedlab.analysis.offline.evaluate import median_time
+    from feedlab.models.catalog import PostCatalog, UserProfiles
+    from feedlab.models.history import History, from_us, to_us
+    from feedlab.storage.engine import make_engine
 
     engine = make_engine(url)
     try:
@@ -118,7 +117,7 @@ def run_train_control(
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train; returns meta."""
-    from models.control.train import TrainConfig, train
+    from feedlab.models.control.train import TrainConfig, train
 
     config = TrainConfig() if iterations is None else TrainConfig(iterations=iterations)
     with training_inputs(url, t0) as (_, history, posts, users, start):
@@ -135,8 +134,8 @@ def run_train_test(
 ) -> dict:
     """Load History, posts and users from the database at `url` and train the test arm with the
     table's embedding cache; returns meta."""
-    from models.test.embeddings import DEFAULT_MODEL
-    from models.test.train import TrainConfig, train
+    from feedlab.models.test.embeddings import DEFAULT_MODEL
+    from feedlab.models.test.train import TrainConfig, train
 
     config = TrainConfig(embedding_model=embedding_model or DEFAULT_MODEL)
     if iterations is not None:

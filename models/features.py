@@ -17,9 +17,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-
-from models.catalog import PostCatalog, UserProfiles
-from models.history import History, to_us
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.history import History, to_us
 
 DAY_US = 86_400 * 1_000_000
 WINDOWS = {f"{d}d": timedelta(days=d) for d in (1, 3, 7, 14, 30)}

@@ -17,9 +17,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from models.base import Event
-from storage.clock import naive_utc
+from feedlab.models.base import Event
+from feedlab.storage.clock import naive_utc
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -260,9 +259,8 @@ class History:
     ) -> History:
         """From the `feed` table (only events before `until`, and only rows with
         id <= `through_id`, when given)."""
+        from feedlab.storage.schema import feed
         from sqlalchemy import select
-
-        from storage.schema import feed
 
         query = select(feed.c.timestamp, feed.c.user_id, feed.c.post_id, feed.c.action)
         if until is not None:

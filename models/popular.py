@@ -12,8 +12,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import numpy as np
-
-from models.history import History, to_us
+from feedlab.models.history import History, to_us
 
 DEFAULT_WINDOW = timedelta(days=30)
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from models.base import Recommender
-from models.catalog import PostCatalog, UserProfiles
-from models.history import History
-from models.popular import PopularRecommender, RandomRecommender
-from storage.clock import utcnow
+from feedlab.models.base import Recommender
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.history import History
+from feedlab.models.popular import PopularRecommender, RandomRecommender
+from feedlab.storage.clock import utcnow
 
 ARMS = ("control", "test")
 BASELINES = ("popular", "popular-all", "random")
@@ -50,7 +50,7 @@ def load_model(
         raise FileNotFoundError(
             f"artifact: {path} has no meta.json; train it first with `feedlab train {name}`"
         )
-    module = importlib.import_module(f"models.{name}")
+    module = importlib.import_module(f"feedlab.models.{name}")
     extra = {} if users is None else {"users": users}
     return module.load(path, history, posts=posts, **extra)
 

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Query, Request
+from feedlab.models.base import Event
+from feedlab.models.threads import one_blas_thread
+from feedlab.storage.clock import naive_utc, utcnow
 from pydantic import AfterValidator, BaseModel, Field
-
-from models.base import Event
-from models.threads import one_blas_thread
-from storage.clock import naive_utc, utcnow
 
 MAX_ID = 2**63 - 1
 
@@ -54,10 +53,10 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         def load():
-            from models.catalog import PostCatalog
-            from models.history import History
-            from models.registry import load_warm
-            from storage.engine import make_engine
+            from feedlab.models.catalog import PostCatalog
+            from feedlab.models.history import History
+            from feedlab.models.registry import load_warm
+            from feedlab.storage.engine import make_engine
 
             engine = make_engine(database_url)
             try:

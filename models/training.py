@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
-from models.candidates import CoVisitation, DailyCoVisitation
-from models.catalog import PostCatalog, UserProfiles
-from models.features import (
+from feedlab.models.candidates import CoVisitation, DailyCoVisitation
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.features import (
     FeatureBlock,
     FeatureBuilder,
     PostTable,
@@ -27,8 +26,8 @@ from models.features import (
     Request,
     TextSVD,
 )
-from models.history import History
-from models.scoring import PriorColumns
+from feedlab.models.history import History
+from feedlab.models.scoring import PriorColumns
 
 
 class CutoffConfig(Protocol):

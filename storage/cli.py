@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-
-from storage.demo.preferences import PreferenceParams
+from feedlab.storage.demo.preferences import PreferenceParams
 
 URL_HELP = "Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
 REPLACE_HELP = (
@@ -62,7 +61,7 @@ def register(app: typer.Typer) -> None:
 
 def init_db(url: str = typer.Option(None, "--url", help=URL_HELP)) -> None:
     """Create the schema, or upgrade it to the latest migration."""
-    from storage.engine import database_url, make_engine
+    from feedlab.storage.engine import database_url, make_engine
 
     make_engine(url).dispose()
     typer.echo(f"schema up to date at {database_url(url)}")
@@ -70,9 +69,9 @@ def init_db(url: str = typer.Option(None, "--url", help=URL_HELP)) -> None:
 
 def _run_import(url: str | None, load) -> None:
     """Run one importer against `url`, turning bad input into a message and exit code 1."""
-    from storage.engine import database_url, make_engine
-    from storage.importing import DatabaseNotEmptyError
-    from storage.validation import ImportValidationError
+    from feedlab.storage.engine import database_url, make_engine
+    from feedlab.storage.importing import DatabaseNotEmptyError
+    from feedlab.storage.validation import ImportValidationError
 
     engine = make_engine(url)
     try:
@@ -94,7 +93,7 @@ def import_csv(
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
 ) -> None:
     """Import the feed CSV layout."""
-    from storage.importers.csv_files import import_csv as run
+    from feedlab.storage.importers.csv_files import import_csv as run
 
     _run_import(url, lambda engine: run(engine, users, posts, feed, replace=replace))
 
@@ -108,7 +107,7 @@ def import_movielens(
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
 ) -> None:
     """Import MovieLens 100K."""
-    from storage.importers.movielens import import_movielens as run
+    from feedlab.storage.importers.movielens import import_movielens as run
 
     _run_import(url, lambda engine: run(folder, engine, replace=replace))
 
@@ -122,7 +121,7 @@ def import_postgres(
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
 ) -> None:
     """Import the origin social network's tables from PostgreSQL."""
-    from storage.importers.postgres import import_postgres as run
+    from feedlab.storage.importers.postgres import import_postgres as run
 
     _run_import(target_url, lambda engine: run(source_url, engine, replace=replace))
 
@@ -157,7 +156,7 @@ def demo_data(
     ),
 ) -> None:
     """Build the seeded demo social network into the database."""
-    from storage.demo.world import WorldSpec, load_demo_world
+    from feedlab.storage.demo.world import WorldSpec, load_demo_world
 
     spec = WorldSpec(
         seed=seed,

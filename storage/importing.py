@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from feedlab.storage import schema
+from feedlab.storage.bulk import bulk_load, indexes_deferred
+from feedlab.storage.validation import ImportValidationError, Rows
 from sqlalchemy import Engine, func, select, text
 from tqdm import tqdm
-
-from storage import schema
-from storage.bulk import bulk_load, indexes_deferred
-from storage.validation import ImportValidationError, Rows
 
 PROFILE_COLUMNS = ("age", "gender", "country", "city", "os", "source")
 WORLD_TABLES = (schema.feed, schema.posts, schema.users, schema.post_embeddings)

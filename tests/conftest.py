@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from feedlab.storage.engine import make_engine
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
-
-from storage.engine import make_engine
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from feedlab.models.catalog import PostCatalog
+from feedlab.models.history import History, from_us
+from feedlab.storage.schema import feed, posts, users
 from sqlalchemy import Engine, insert
-
-from models.catalog import PostCatalog
-from models.history import History, from_us
-from storage.schema import feed, posts, users
 
 
 def store(

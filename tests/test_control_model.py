@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 import stored_world
-
-from models.base import Event
-from models.catalog import PostCatalog, UserProfiles
-from models.control.train import TrainConfig, train
-from models.history import History, from_us
-from models.registry import load_model
+from feedlab.models.base import Event
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.control.train import TrainConfig, train
+from feedlab.models.history import History, from_us
+from feedlab.models.registry import load_model
 
 START = datetime(2024, 1, 1)
 T0 = START + timedelta(days=40)
@@ -143,10 +142,10 @@ def test_exclude_and_new_posts(trained):
 
 
 def test_train_command_writes_artifact(tmp_path):
+    from feedlab.storage.engine import make_engine
     from typer.testing import CliRunner
 
     from feedlab.cli import app
-    from storage.engine import make_engine
 
     history, catalog, _ = world(seed=1)
     url = f"sqlite:///{tmp_path / 'w.db'}"

@@ -4,15 +4,15 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
+from feedlab.storage import schema
+from feedlab.storage.demo.preferences import demographic_group
+from feedlab.storage.demo.world import World, WorldSpec
+from feedlab.storage.engine import make_engine
 from scipy.stats import chi2, chi2_contingency
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from feedlab.cli import app
-from storage import schema
-from storage.demo.preferences import demographic_group
-from storage.demo.world import World, WorldSpec
-from storage.engine import make_engine
 
 SMALL = ["--users", "300", "--posts", "150", "--days", "5"]
 

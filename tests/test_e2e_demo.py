@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from feedlab.experiments.config import InprocessModel, load_config
 
-from experiments.config import InprocessModel, load_config
 from feedlab.demo import MARKER, DemoError, prepare_directory, write_config
 
 

@@ -14,8 +14,8 @@ import click
 import pytest
 import typer.main
 import yaml
+from feedlab.experiments.config import HttpModel, load_config
 
-from experiments.config import HttpModel, load_config
 from feedlab.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]

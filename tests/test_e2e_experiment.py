@@ -21,16 +21,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from feedlab.models.catalog import PostCatalog
+from feedlab.models.history import History
+from feedlab.models.registry import load_model
+from feedlab.storage.demo import simulate as sim
+from feedlab.storage.engine import make_engine
+from feedlab.storage.schema import exposures
 from sqlalchemy import select
 
 from feedlab.demo import feedlab_cmd, serve_args, train_cmd, training_cutoff, write_config
-from gateway.testing import free_port, serve_subprocess
-from models.catalog import PostCatalog
-from models.history import History
-from models.registry import load_model
-from storage.demo import simulate as sim
-from storage.engine import make_engine
-from storage.schema import exposures
+from feedlab.processes import free_port, serve_subprocess
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from feedlab.experiments.assignment import Assigner, assign, assignment_sql, bucket_of
+from feedlab.experiments.config import ExperimentsConfig, parse_config
 from scipy.stats import chi2_contingency, chisquare
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from experiments.assignment import Assigner, assign, assignment_sql, bucket_of
-from experiments.config import ExperimentsConfig, parse_config
 from feedlab.cli import app
 
 N = 20_000

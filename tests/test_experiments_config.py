@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from experiments.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
+from feedlab.experiments.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
 
 GOOD = """\
 default_model: control

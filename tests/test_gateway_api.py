@@ -9,15 +9,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from feedlab.experiments.assignment import Assigner
+from feedlab.experiments.config import load_config
+from feedlab.gateway.app import create_app
+from feedlab.gateway.settings import Settings
+from feedlab.storage.engine import make_engine
+from feedlab.storage.schema import exposure_items, exposures, feed
 from sqlalchemy import Engine, func, select
 
-from experiments.assignment import Assigner
-from experiments.config import load_config
-from gateway.app import create_app
-from gateway.settings import Settings
-from gateway.testing import ServerThread, seed_world, wait_until, write_config
-from storage.engine import make_engine
-from storage.schema import exposure_items, exposures, feed
+from tests.support.gateway import ServerThread, seed_world, wait_until, write_config
 
 pytestmark = pytest.mark.postgres
 

@@ -6,19 +6,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from feedlab.experiments.assignment import Assigner
+from feedlab.experiments.config import load_config
+from feedlab.storage.engine import make_engine
 
-from experiments.assignment import Assigner
-from experiments.config import load_config
-from gateway.testing import (
-    free_port,
-    seed_world,
-    serve_subprocess,
-    start_feedlab,
-    stop_process,
-    wait_healthy,
-    write_config,
-)
-from storage.engine import make_engine
+from feedlab.processes import free_port, serve_subprocess, start_feedlab, stop_process, wait_healthy
+from tests.support.gateway import seed_world, write_config
 
 pytestmark = pytest.mark.postgres
 

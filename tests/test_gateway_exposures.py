@@ -10,25 +10,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+from feedlab.gateway.app import create_app
+from feedlab.gateway.exposures import ConfigRecord, ExposureLog, ExposureRecord
+from feedlab.gateway.settings import Settings
+from feedlab.gateway.state import gateway_engine
+from feedlab.storage.engine import make_engine
+from feedlab.storage.schema import experiment_configs, exposure_items, exposures
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
-from gateway.app import create_app
-from gateway.exposures import ConfigRecord, ExposureLog, ExposureRecord
-from gateway.settings import Settings
-from gateway.state import gateway_engine
-from gateway.testing import (
+from feedlab.processes import free_port, serve_subprocess
+from tests.support.gateway import (
     LoadLoop,
     ServerThread,
     TcpProxy,
-    free_port,
     seed_world,
-    serve_subprocess,
     wait_until,
     write_config,
 )
-from storage.engine import make_engine
-from storage.schema import experiment_configs, exposure_items, exposures
 
 pytestmark = pytest.mark.postgres
 

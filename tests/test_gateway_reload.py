@@ -8,15 +8,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from feedlab.experiments.assignment import Assigner
+from feedlab.experiments.config import load_config
+from feedlab.gateway.app import create_app
+from feedlab.gateway.settings import Settings
+from feedlab.storage.engine import make_engine
+from feedlab.storage.schema import experiment_configs, exposures
 from sqlalchemy import Engine, select
 
-from experiments.assignment import Assigner
-from experiments.config import load_config
-from gateway.app import create_app
-from gateway.settings import Settings
-from gateway.testing import LoadLoop, ServerThread, seed_world, wait_until, write_config
-from storage.engine import make_engine
-from storage.schema import experiment_configs, exposures
+from tests.support.gateway import LoadLoop, ServerThread, seed_world, wait_until, write_config
 
 pytestmark = pytest.mark.postgres
 

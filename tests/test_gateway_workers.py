@@ -7,12 +7,13 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from feedlab.gateway.feed_sync import FeedFollower, last_feed_id
+from feedlab.storage.engine import make_engine
+from feedlab.storage.schema import feed
 from sqlalchemy import Engine, insert
 
-from gateway.feed_sync import FeedFollower, last_feed_id
-from gateway.testing import free_port, seed_world, serve_subprocess, wait_until, write_config
-from storage.engine import make_engine
-from storage.schema import feed
+from feedlab.processes import free_port, serve_subprocess
+from tests.support.gateway import seed_world, wait_until, write_config
 
 AT = datetime(2024, 2, 1, 12)
 

@@ -3,14 +3,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from feedlab.storage import schema
+from feedlab.storage.importers.csv_files import import_csv
+from feedlab.storage.importing import DatabaseNotEmptyError
+from feedlab.storage.validation import ImportValidationError
 from sqlalchemy import func, inspect, select
 from typer.testing import CliRunner
 
 from feedlab.cli import app
-from storage import schema
-from storage.importers.csv_files import import_csv
-from storage.importing import DatabaseNotEmptyError
-from storage.validation import ImportValidationError
 
 FEED_HEADER = ["timestamp", "user_id", "post_id", "action", "target"]
 
@@ -92,7 +92,7 @@ def test_good_csv_import_maps_columns_and_keeps_unknown_ones_in_attributes(engin
 
 
 def test_timezone_offsets_become_naive_utc(sqlite_url, tmp_path):
-    from storage.engine import make_engine
+    from feedlab.storage.engine import make_engine
 
     users, posts, _ = good_files(tmp_path)
     feed = write_csv(
@@ -135,7 +135,7 @@ def test_cli_prints_the_error_and_exits_1(db_url, tmp_path):
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 1
     assert "feed.csv line 1003: column 'post_id' refers to unknown post 999" in result.output
-    from storage.engine import make_engine
+    from feedlab.storage.engine import make_engine
 
     engine = make_engine(db_url)
     assert all(rows == [] for rows in table_snapshot(engine).values())
@@ -179,7 +179,7 @@ def test_cli_prints_the_error_and_exits_1(db_url, tmp_path):
     ],
 )
 def test_first_bad_row_is_named(sqlite_url, tmp_path, file, edit, expected):
-    from storage.engine import make_engine
+    from feedlab.storage.engine import make_engine
 
     paths = dict(zip(("users", "posts", "feed"), good_files(tmp_path, n_feed=20), strict=True))
     line, _, replacement = edit
@@ -193,7 +193,7 @@ def test_first_bad_row_is_named(sqlite_url, tmp_path, file, edit, expected):
 
 
 def test_line_numbers_count_multiline_post_texts(sqlite_url, tmp_path):
-    from storage.engine import make_engine
+    from feedlab.storage.engine import make_engine
 
     users, posts, feed = good_files(tmp_path, n_feed=20)
     with posts.open("a") as handle:
@@ -218,7 +218,7 @@ def test_non_empty_database_is_refused_unless_replace(engine, tmp_path):
 
 def test_failed_load_into_an_untouched_sqlite_file_keeps_the_feed_indexes(sqlite_url, tmp_path):
     """No row was written before the feed, so the index drop must still be inside a transaction."""
-    from storage.engine import make_engine
+    from feedlab.storage.engine import make_engine
 
     users = write_csv(tmp_path / "nobody.csv", ["user_id"], [])
     posts = write_csv(tmp_path / "nothing.csv", ["post_id", "text", "topic"], [])
@@ -230,7 +230,7 @@ def test_failed_load_into_an_untouched_sqlite_file_keeps_the_feed_indexes(sqlite
 
 
 def test_line_numbers_and_event_ids_are_checked_across_feed_chunks(sqlite_url, tmp_path):
-    from storage.engine import make_engine
+    from feedlab.storage.engine import make_engine
 
     users, posts, _ = good_files(tmp_path, n_feed=0)
     rows = [["2024-01-01T00:00:00", 1 + i % 20, 1 + i % 10, "view", 0, f"e{i}"] for i in range(250)]

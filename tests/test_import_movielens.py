@@ -5,12 +5,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from feedlab.storage import schema
+from feedlab.storage.engine import make_engine
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from feedlab.cli import app
-from storage import schema
-from storage.engine import make_engine
 
 pytestmark = pytest.mark.data
 FEEDLAB = Path(sys.executable).parent / "feedlab"

@@ -1,14 +1,14 @@
 from datetime import datetime
 
 import pytest
+from feedlab.storage import schema
+from feedlab.storage.engine import make_engine
+from feedlab.storage.importers.postgres import import_postgres
+from feedlab.storage.validation import ImportValidationError
 from sqlalchemy import create_engine, func, select, text
 from typer.testing import CliRunner
 
 from feedlab.cli import app
-from storage import schema
-from storage.engine import make_engine
-from storage.importers.postgres import import_postgres
-from storage.validation import ImportValidationError
 
 pytestmark = pytest.mark.postgres
 

@@ -6,13 +6,12 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from feedlab.models.base import Event
+from feedlab.models.history import History
+from feedlab.storage.schema import feed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
-
-from models.base import Event
-from models.history import History
-from storage.schema import feed
 
 T = datetime(2024, 1, 1)
 

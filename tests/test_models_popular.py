@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-
-from models.base import Recommender
-from models.history import History
-from models.popular import PopularRecommender, RandomRecommender
-from models.registry import load_model
+from feedlab.models.base import Recommender
+from feedlab.models.history import History
+from feedlab.models.popular import PopularRecommender, RandomRecommender
+from feedlab.models.registry import load_model
 
 T = datetime(2024, 1, 1)
 

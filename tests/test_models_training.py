@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from models.training import Rows, fewest_best_trees, group_hit_rate, hit_rate_by_trees
+from feedlab.models.training import Rows, fewest_best_trees, group_hit_rate, hit_rate_by_trees
 
 
 def rows(groups: list[int], labels: list[bool]) -> Rows:

@@ -6,20 +6,20 @@ import json
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import insert
-from typer.testing import CliRunner
-
-from analysis.offline.evaluate import (
+from feedlab.analysis.offline.evaluate import (
     evaluate,
     evaluation_pairs,
     median_time,
     paired_difference,
     recommender_call,
 )
+from feedlab.models.history import History, from_us
+from feedlab.storage.engine import make_engine
+from feedlab.storage.schema import feed, posts
+from sqlalchemy import insert
+from typer.testing import CliRunner
+
 from feedlab.cli import app
-from models.history import History, from_us
-from storage.engine import make_engine
-from storage.schema import feed, posts
 
 T0 = datetime(2024, 3, 1)
 W = timedelta(days=7)

@@ -9,17 +9,17 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from feedlab.analysis.online.analyze import Options, PoolingRefused, analyze, analyze_versions
+from feedlab.storage.engine import make_engine
+from feedlab.storage.schema import exposure_items, exposures, feed
 from scipy import stats
 from sqlalchemy import insert, select
 from statsmodels.stats.proportion import proportions_ztest
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 from typer.testing import CliRunner
 
-from analysis.online.analyze import Options, PoolingRefused, analyze, analyze_versions
-from analysis.online.synthetic import PhaseSpec, config_yaml, insert_phase, store_config
 from feedlab.cli import app
-from storage.engine import make_engine
-from storage.schema import exposure_items, exposures, feed
+from tests.support.synthetic import PhaseSpec, config_yaml, insert_phase, store_config
 
 T0 = datetime(2024, 3, 4)
 TOL = 1e-6

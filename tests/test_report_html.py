@@ -6,10 +6,10 @@ import json
 import re
 
 import pytest
+from feedlab.analysis.report.html import render_html
+from feedlab.analysis.report.serialize import to_json
 
-from analysis.report.html import render_html
-from analysis.report.screenshot import demo_report
-from analysis.report.serialize import to_json
+from tests.support.screenshot import demo_report
 
 pytestmark = pytest.mark.slow  # the demo experiment takes ~10 s to build and analyse
 

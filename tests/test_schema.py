@@ -1,8 +1,7 @@
 from datetime import datetime
 
+from feedlab.storage import schema
 from sqlalchemy import func, insert, inspect, select
-
-from storage import schema
 
 
 def test_migrations_create_every_table(engine):

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from feedlab.gateway.app import create_app
+from feedlab.gateway.settings import Settings
+from feedlab.storage.demo import simulate as sim
+from feedlab.storage.demo.world import WorldSpec, load_demo_world
+from feedlab.storage.engine import make_engine
+from feedlab.storage.schema import exposure_items, exposures, feed
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from feedlab.cli import app
-from gateway.app import create_app
-from gateway.settings import Settings
-from gateway.testing import ServerThread
-from storage.demo import simulate as sim
-from storage.demo.world import WorldSpec, load_demo_world
-from storage.engine import make_engine
-from storage.schema import exposure_items, exposures, feed
+from tests.support.gateway import ServerThread
 
 POPULAR_AB = """\
 default_model: popular
@@ -175,7 +175,7 @@ def test_simulated_days_reach_the_database(tmp_path: Path, demo_world) -> None:
 def test_movielens_replay_likes_only_what_users_really_rated_high(
     tmp_path: Path, sqlite_url: str, shared_data: Path
 ) -> None:
-    from storage.importers.movielens import import_movielens
+    from feedlab.storage.importers.movielens import import_movielens
 
     folder = shared_data / "movielens-100k"
     engine = make_engine(sqlite_url)
@@ -210,7 +210,7 @@ def test_movielens_replay_likes_only_what_users_really_rated_high(
 
 
 def test_a_dead_gateway_stops_the_simulation() -> None:
-    from gateway.testing import free_port
+    from feedlab.processes import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     judge = sim.ReplayJudge({})

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
-
-from analysis.stats.bootstrap import poisson_bootstrap
-from analysis.stats.frequentist import (
+from feedlab.analysis.stats.bootstrap import poisson_bootstrap
+from feedlab.analysis.stats.frequentist import (
     cuped_welch,
     mann_whitney,
     ratio_ztest,
     two_proportion_ztest,
     welch_ttest,
 )
-from analysis.stats.moments import JointStats, MeanStats
-from analysis.stats.power import plan_sample_size
-from analysis.stats.sequential import sequential_test
-from analysis.stats.srm import srm_test
+from feedlab.analysis.stats.moments import JointStats, MeanStats
+from feedlab.analysis.stats.power import plan_sample_size
+from feedlab.analysis.stats.sequential import sequential_test
+from feedlab.analysis.stats.srm import srm_test
+from scipy import stats
 
 RUNS = 2_000  # >= 1,000 as required; 2,000 halves the Monte Carlo noise on the band
 BOOT_RUNS = 1_000

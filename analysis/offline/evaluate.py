@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
-
-from models.base import Recommender
-from models.history import History, from_us
+from feedlab.models.base import Recommender
+from feedlab.models.history import History, from_us
 
 DEFAULT_WINDOW = timedelta(days=7)
 DEFAULT_K = 5

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from analysis.offline.evaluate import (
+from feedlab.analysis.offline.evaluate import (
     DEFAULT_K,
     DEFAULT_WINDOW,
     Result,
@@ -15,9 +15,9 @@ from analysis.offline.evaluate import (
     median_time,
     paired_difference,
 )
-from models.catalog import PostCatalog, UserProfiles
-from models.history import History, from_us, to_us
-from models.registry import BASELINES, load_model
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.history import History, from_us, to_us
+from feedlab.models.registry import BASELINES, load_model
 
 BASELINE_ORDER = ("random", "popular-all", "popular")
 

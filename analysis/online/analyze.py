@@ -13,25 +13,24 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Engine
-
-from analysis.online import queries
-from analysis.online.metrics import METRICS, PRIMARY, mean_stats, ratio_stats
-from analysis.online.phase_config import PhaseConfig, load_phase_config
-from analysis.stats.bootstrap import poisson_bootstrap
-from analysis.stats.frequentist import (
+from feedlab.analysis.online import queries
+from feedlab.analysis.online.metrics import METRICS, PRIMARY, mean_stats, ratio_stats
+from feedlab.analysis.online.phase_config import PhaseConfig, load_phase_config
+from feedlab.analysis.stats.bootstrap import poisson_bootstrap
+from feedlab.analysis.stats.frequentist import (
     cuped_welch,
     mann_whitney,
     ratio_ztest,
     two_proportion_ztest,
     welch_ttest,
 )
-from analysis.stats.moments import JointStats, MeanStats
-from analysis.stats.multiple import holm
-from analysis.stats.power import minimum_detectable_effect
-from analysis.stats.sequential import sequential_test
-from analysis.stats.srm import srm_test
-from storage.clock import utcnow
+from feedlab.analysis.stats.moments import JointStats, MeanStats
+from feedlab.analysis.stats.multiple import holm
+from feedlab.analysis.stats.power import minimum_detectable_effect
+from feedlab.analysis.stats.sequential import sequential_test
+from feedlab.analysis.stats.srm import srm_test
+from feedlab.storage.clock import utcnow
+from sqlalchemy import Engine
 
 EPOCH = date(1970, 1, 1)
 

@@ -7,8 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
-
-from storage.clock import naive_utc
+from feedlab.storage.clock import naive_utc
 
 FORMATS = ("table", "json", "html")
 
@@ -72,8 +71,8 @@ def analyze_command(
         return
     if not experiment:
         raise typer.BadParameter("EXPERIMENT is required (or use --plan)")
-    from analysis.online.analyze import Options, PoolingRefused, analyze
-    from storage.engine import make_engine
+    from feedlab.analysis.online.analyze import Options, PoolingRefused, analyze
+    from feedlab.storage.engine import make_engine
 
     options = Options(
         window_s=parse_duration(window),
@@ -97,9 +96,8 @@ def analyze_command(
 
 def _emit(report: dict, fmt: str, out: Path | None) -> None:
     if fmt == "table":
+        from feedlab.analysis.report.table import print_report
         from rich.console import Console
-
-        from analysis.report.table import print_report
 
         if out:
             with out.open("w", encoding="utf-8") as fh:
@@ -108,11 +106,11 @@ def _emit(report: dict, fmt: str, out: Path | None) -> None:
             print_report(report)
         return
     if fmt == "json":
-        from analysis.report.serialize import to_json
+        from feedlab.analysis.report.serialize import to_json
 
         text = to_json(report)
     else:
-        from analysis.report.html import render_html
+        from feedlab.analysis.report.html import render_html
 
         text = render_html(report)
     if out:
@@ -123,7 +121,7 @@ def _emit(report: dict, fmt: str, out: Path | None) -> None:
 
 
 def _plan(baseline, mde, alpha, power, sd, test_share, daily_users, users, fmt, out) -> None:
-    from analysis.stats.power import minimum_detectable_effect, plan_sample_size
+    from feedlab.analysis.stats.power import minimum_detectable_effect, plan_sample_size
 
     if baseline is None:
         raise typer.BadParameter("--baseline is required with --plan")
@@ -140,11 +138,11 @@ def _plan(baseline, mde, alpha, power, sd, test_share, daily_users, users, fmt, 
         raise typer.BadParameter(str(exc)) from exc
     result = p.as_dict() | {"mde_at_users": detectable, "users": users}
     if fmt == "table":
-        from analysis.report.table import print_plan
+        from feedlab.analysis.report.table import print_plan
 
         print_plan(p.as_dict(), detectable)
         return
-    from analysis.report.serialize import to_json
+    from feedlab.analysis.report.serialize import to_json
 
     text = to_json(result)
     if out:

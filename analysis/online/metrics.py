@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analysis.stats.moments import JointStats
+from feedlab.analysis.stats.moments import JointStats
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import yaml
+from feedlab.storage.schema import experiment_configs
 from sqlalchemy import Connection, select
-
-from storage.schema import experiment_configs
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def _experiment_dict(text: str, experiment: str, version: str) -> dict:
     """The experiment's mapping, via engineer B's validating loader when it accepts the text,
     else from the raw YAML (an old stored config must stay analysable)."""
     try:
-        from experiments.config import parse_config
+        from feedlab.experiments.config import parse_config
 
         cfg = parse_config(text, source=f"experiment_configs[{version}]").config
         data = cfg.model_dump(mode="python")

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from feedlab.analysis.online.sqlfuncs import add_seconds, day_of, json_length
+from feedlab.storage.schema import LIKE, exposure_items, exposures, feed
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -42,9 +44,6 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.exc import DBAPIError
-
-from analysis.online.sqlfuncs import add_seconds, day_of, json_length
-from storage.schema import LIKE, exposure_items, exposures, feed
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from feedlab.analysis.report import svg
+from feedlab.analysis.report.serialize import clean
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
-
-from analysis.report import svg
-from analysis.report.serialize import clean
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from feedlab.analysis.report.html import fmt_ms, fmt_p, fmt_pct, fmt_pct0, fmt_v
+from feedlab.analysis.report.serialize import clean
 from rich.console import Console
 from rich.table import Table
-
-from analysis.report.html import fmt_ms, fmt_p, fmt_pct, fmt_pct0, fmt_v
-from analysis.report.serialize import clean
 
 CAPTION = (
     "p: Welch (means), delta method (like_rate), z-test (converted); Holm across metrics; "

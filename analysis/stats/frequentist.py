@@ -8,9 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from feedlab.analysis.stats.moments import JointStats, MeanStats
 from scipy import stats
-
-from analysis.stats.moments import JointStats, MeanStats
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.artifact import load_shared, read_meta
-from models.candidates import CandidateConfig, DailyCoVisitation
-from models.catalog import PostCatalog, UserProfiles
-from models.control.model import ControlRecommender, Scorer
-from models.features import FeatureBuilder
-from models.history import History
+from feedlab.models.artifact import load_shared, read_meta
+from feedlab.models.candidates import CandidateConfig, DailyCoVisitation
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.control.model import ControlRecommender, Scorer
+from feedlab.models.features import FeatureBuilder
+from feedlab.models.history import History
 
 __all__ = ["ControlRecommender", "load"]
 

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-
-from models.candidates import CandidateConfig, DailyCoVisitation, scoring_request
-from models.features import FeatureBuilder
-from models.scoring import PriorColumns
+from feedlab.models.candidates import CandidateConfig, DailyCoVisitation, scoring_request
+from feedlab.models.features import FeatureBuilder
+from feedlab.models.scoring import PriorColumns
 
 
 @dataclass

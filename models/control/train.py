@@ -18,14 +18,13 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-
-from models.artifact import save_shared
-from models.candidates import CandidateConfig, scoring_request
-from models.catalog import PostCatalog, UserProfiles
-from models.control.model import Scorer
-from models.history import History
-from models.scoring import fit_log_prior
-from models.training import (
+from feedlab.models.artifact import save_shared
+from feedlab.models.candidates import CandidateConfig, scoring_request
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.control.model import Scorer
+from feedlab.models.history import History
+from feedlab.models.scoring import fit_log_prior
+from feedlab.models.training import (
     Rows,
     candidate_rows,
     cutoffs,

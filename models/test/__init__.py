@@ -12,17 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from models.artifact import load_shared, read_meta
-from models.candidates import DailyCoVisitation
-from models.catalog import PostCatalog, UserProfiles
-from models.features import FeatureBuilder
-from models.history import History
-from models.test.embeddings import Embedder, EmbeddingCache, embed_texts
-from models.test.model import ServingState, TestRecommender
-from models.test.scoring import PriorScorer
-from models.test.taste import EmbeddingFeatures
-from models.test.train import EMBEDDINGS_FILE, TrainConfig
+from feedlab.models.artifact import load_shared, read_meta
+from feedlab.models.candidates import DailyCoVisitation
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.features import FeatureBuilder
+from feedlab.models.history import History
+from feedlab.models.test.embeddings import Embedder, EmbeddingCache, embed_texts
+from feedlab.models.test.model import ServingState, TestRecommender
+from feedlab.models.test.scoring import PriorScorer
+from feedlab.models.test.taste import EmbeddingFeatures
+from feedlab.models.test.train import EMBEDDINGS_FILE, TrainConfig
 
 __all__ = ["TestRecommender", "load"]
 

@@ -109,9 +109,8 @@ class EmbeddingCache:
 
     def load_table(self, engine: Engine) -> int:
         """Read the `post_embeddings` rows of this model; returns how many were read."""
+        from feedlab.storage.schema import post_embeddings as t
         from sqlalchemy import select
-
-        from storage.schema import post_embeddings as t
 
         query = select(t.c.text_hash, t.c.dim, t.c.vector).where(t.c.model_name == self.model_name)
         n = 0
@@ -127,9 +126,8 @@ class EmbeddingCache:
         self, engine: Engine, post_ids: Sequence[int], hashes: Sequence[str], vectors: np.ndarray
     ) -> None:
         """Upsert (post_id, model) rows: replace the ones present, insert the rest."""
+        from feedlab.storage.schema import post_embeddings as t
         from sqlalchemy import delete
-
-        from storage.schema import post_embeddings as t
 
         ids = [int(p) for p in post_ids]
         rows = [

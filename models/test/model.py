@@ -9,15 +9,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-
-from models.base import Event
-from models.candidates import CandidateConfig, CoVisitation, DailyCoVisitation, top_positions
-from models.candidates import scoring_request as shared_request
-from models.catalog import PostCatalog
-from models.features import FeatureBuilder, PostTable, Request, TextSVD, UserState
-from models.test.embeddings import Embedder, EmbeddingCache, embed_texts
-from models.test.scoring import PriorScorer
-from models.test.taste import EmbeddingFeatures
+from feedlab.models.base import Event
+from feedlab.models.candidates import (
+    CandidateConfig,
+    CoVisitation,
+    DailyCoVisitation,
+    top_positions,
+)
+from feedlab.models.candidates import scoring_request as shared_request
+from feedlab.models.catalog import PostCatalog
+from feedlab.models.features import FeatureBuilder, PostTable, Request, TextSVD, UserState
+from feedlab.models.test.embeddings import Embedder, EmbeddingCache, embed_texts
+from feedlab.models.test.scoring import PriorScorer
+from feedlab.models.test.taste import EmbeddingFeatures
 
 
 @dataclass

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from models.scoring import PRIOR_EPS, SHARE_PREFIX, PriorColumns, fit_log_prior
+from feedlab.models.scoring import PRIOR_EPS, SHARE_PREFIX, PriorColumns, fit_log_prior
 
 __all__ = ["PRIOR_EPS", "SHARE_PREFIX", "PriorScorer", "fit_prior"]
 

@@ -14,8 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-
-from models.features import DAY_US, Request, UserState
+from feedlab.models.features import DAY_US, Request, UserState
 
 RECENT_LIKES = 10
 RECENT_SEEN = 60

@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from models.artifact import save_shared
-from models.candidates import CandidateConfig
-from models.catalog import PostCatalog, UserProfiles
-from models.history import History
-from models.test.embeddings import DEFAULT_MODEL, Embedder, EmbeddingCache, embed_texts
-from models.test.model import RetrievalConfig, scoring_request
-from models.test.scoring import PriorScorer, fit_prior
-from models.test.taste import EmbeddingFeatures, TasteConfig
-from models.training import (
+from feedlab.models.artifact import save_shared
+from feedlab.models.candidates import CandidateConfig
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.history import History
+from feedlab.models.test.embeddings import DEFAULT_MODEL, Embedder, EmbeddingCache, embed_texts
+from feedlab.models.test.model import RetrievalConfig, scoring_request
+from feedlab.models.test.scoring import PriorScorer, fit_prior
+from feedlab.models.test.taste import EmbeddingFeatures, TasteConfig
+from feedlab.models.training import (
     CandidateRows,
     Rows,
     candidate_rows,

@@ -27,10 +27,9 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
+from feedlab.storage.schema import feed, users
 from sqlalchemy import Engine, func, select
 from tqdm import tqdm
-
-from storage.schema import feed, users
 
 LIKE_DELAY_MIN = (1.0, 10.0)
 """A like lands 1-10 minutes after its exposure: inside the default 1 h attribution window."""
@@ -271,8 +270,7 @@ def sample_users(user_ids: Sequence[int], n: int, seed: int) -> list[int]:
 def demo_judge(spec_path: Path) -> ProbabilityJudge:
     """Likes drawn from the demo world's hidden preference model, rebuilt from its spec."""
     import numpy as np
-
-    from storage.demo.world import WorldSpec
+    from feedlab.storage.demo.world import WorldSpec
 
     model = WorldSpec.load(spec_path).preference_model()
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from storage.validation import ImportValidationError
+from feedlab.storage.validation import ImportValidationError
 
 # topic -> (topic-wide phrases, {sub-theme: phrases})
 VOCABULARY: dict[str, tuple[list[str], dict[str, list[str]]]] = {

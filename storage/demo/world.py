@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from feedlab.storage import schema
+from feedlab.storage.demo.preferences import PreferenceModel, PreferenceParams
+from feedlab.storage.demo.texts import PostTexts, generated_posts, real_posts
+from feedlab.storage.importing import ImportSummary, checked, load_world
+from feedlab.storage.validation import Rows
 from sqlalchemy import Engine
-
-from storage import schema
-from storage.demo.preferences import PreferenceModel, PreferenceParams
-from storage.demo.texts import PostTexts, generated_posts, real_posts
-from storage.importing import ImportSummary, checked, load_world
-from storage.validation import Rows
 
 COUNTRIES = {  # country: (weight, cities by size)
     "Russia": (0.55, ["Moscow", "Saint Petersburg", "Novosibirsk", "Yekaterinburg", "Kazan"]),

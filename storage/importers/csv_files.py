@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from feedlab.storage.importing import ImportSummary, checked, load_world, posts_frame, users_frame
+from feedlab.storage.validation import ImportValidationError, Rows
 from sqlalchemy import Engine
-
-from storage.importing import ImportSummary, checked, load_world, posts_frame, users_frame
-from storage.validation import ImportValidationError, Rows
 
 FEED_CHUNK_ROWS = 1_000_000
 

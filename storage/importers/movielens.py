@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from feedlab.storage import schema
+from feedlab.storage.importing import ImportSummary, load_world
+from feedlab.storage.validation import ImportValidationError, Rows
 from sqlalchemy import Engine
-
-from storage import schema
-from storage.importing import ImportSummary, load_world
-from storage.validation import ImportValidationError, Rows
 
 LIKE_MIN_RATING = 4
 ZIP_REGIONS = {

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+from feedlab.storage.importing import ImportSummary, checked, load_world, posts_frame, users_frame
+from feedlab.storage.validation import ImportValidationError, Rows
 from sqlalchemy import Engine, create_engine, inspect, text
-
-from storage.importing import ImportSummary, checked, load_world, posts_frame, users_frame
-from storage.validation import ImportValidationError, Rows
 
 TABLES = {
     "user_data": ("user_id",),

@@ -1,8 +1,7 @@
 """Alembic environment: runs on the connection handed over by `storage.engine.upgrade`."""
 
 from alembic import context
-
-from storage.schema import metadata
+from feedlab.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -1,7 +1,7 @@
 """Render a demo report (synthetic experiment with a deliberate SRM in one phase) to HTML and
 screenshot it with headless Chromium:
 
-    .venv/bin/python -m analysis.report.screenshot [--out-dir DIR] [--chromium chromium]
+    .venv/bin/python -m tests.support.screenshot [--out-dir DIR] [--chromium chromium]
 
 (DIR defaults to /tmp/feedlab_report, outside the repository.)
 """
@@ -15,13 +15,13 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from feedlab.analysis.online.analyze import Options, analyze
+from feedlab.analysis.report.html import render_html
+from feedlab.storage.engine import make_engine
+from feedlab.storage.schema import exposures
 from sqlalchemy import update
 
-from analysis.online.analyze import Options, analyze
-from analysis.online.synthetic import PhaseSpec, config_yaml, insert_phase, store_config
-from analysis.report.html import render_html
-from storage.engine import make_engine
-from storage.schema import exposures
+from tests.support.synthetic import PhaseSpec, config_yaml, insert_phase, store_config
 
 CHROMIUM_FLAGS = (
     "--headless",

@@ -1,19 +1,15 @@
-"""Support for end-to-end tests and benchmarks of the gateway: a real uvicorn server on a
-free loopback port (in a thread or a `feedlab serve` subprocess), a tiny seeded world, and a
-loopback TCP proxy that can sever and restore the database connection without touching the
-real database server."""
+"""Test kit for the gateway: a real uvicorn server on a free loopback port in a thread, a tiny
+seeded world, a config writer, a load loop, and a loopback TCP proxy that can sever and restore
+the database connection without touching the real database server."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,9 +17,10 @@ from pathlib import Path
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from feedlab.storage.schema import feed, posts, users
 from sqlalchemy import Engine, insert
 
-from storage.schema import feed, posts, users
+from feedlab.processes import free_port
 
 T0 = datetime(2024, 1, 1)
 TOPICS = ("news", "sport", "movie", "tech")
@@ -38,12 +35,6 @@ def wait_until(check: Callable[[], bool], timeout: float = 15.0, interval: float
             return True
         time.sleep(interval)
     return check()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed_world(engine: Engine, n_users: int = 10, n_posts: int = 30) -> None:
@@ -113,53 +104,6 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(30)
-
-
-def start_feedlab(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start `feedlab <args>` as a child process, its output appended to `log`."""
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "feedlab", *args],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=out,
-        )
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """SIGTERM (graceful: the gateway flushes its exposure log), then SIGKILL after 30 s."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextlib.contextmanager
-def serve_subprocess(
-    args: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 60
-) -> Iterator[subprocess.Popen]:
-    """Run `feedlab <args>` as a child process and wait until its /health answers."""
-    proc = start_feedlab(args, env, log)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout, log)
-        yield proc
-    finally:
-        stop_process(proc)
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not healthy after {timeout}s:\n{log.read_text()}")
 
 
 class TcpProxy:

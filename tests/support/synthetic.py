@@ -9,9 +9,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import yaml
+from feedlab.storage.schema import LIKE, experiment_configs, exposure_items, exposures, feed
 from sqlalchemy import Connection, insert
-
-from storage.schema import LIKE, experiment_configs, exposure_items, exposures, feed
 
 
 def config_yaml(experiment: str, salt: str, weights: dict[str, float], traffic: float = 100) -> str:
@@ -38,7 +37,7 @@ def config_yaml(experiment: str, salt: str, weights: dict[str, float], traffic: 
 
 def store_config(conn: Connection, text: str, loaded_at: datetime) -> str:
     """Insert a config as the gateway would and return its config_version."""
-    from experiments.config import parse_config
+    from feedlab.experiments.config import parse_config
 
     version = parse_config(text).version
     conn.execute(

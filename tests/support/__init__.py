@@ -1,0 +1,1 @@
+"""Helpers the tests own: never imported by the product."""
