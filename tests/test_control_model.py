@@ -7,12 +7,13 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
-import stored_world
 from feedlab.models.base import Event
 from feedlab.models.catalog import PostCatalog, UserProfiles
 from feedlab.models.control.train import TrainConfig, train
 from feedlab.models.history import History, from_us
 from feedlab.models.registry import load_model
+
+from tests.support import stored_world
 
 START = datetime(2024, 1, 1)
 T0 = START + timedelta(days=40)

