@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from feedlab.analysis.online.analyze import Options, analyze
-from feedlab.storage.engine import make_engine
+from feedlab.storage.engine import make_engine, upgrade
 
 from tests.support.synthetic import config_yaml, store_config
 
@@ -213,6 +213,7 @@ def main() -> None:
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
         engine = make_engine(url)
+        upgrade(engine)
         if not args.reuse:
             with console.status("generating data with generate_series ..."):
                 spent = _create(engine, args)

@@ -29,7 +29,7 @@ from feedlab.models.catalog import PostCatalog, UserProfiles  # noqa: E402
 from feedlab.models.history import History  # noqa: E402
 from feedlab.models.registry import load_model  # noqa: E402
 from feedlab.models.threads import one_blas_thread  # noqa: E402
-from feedlab.storage.engine import make_engine  # noqa: E402
+from feedlab.storage.engine import make_engine, upgrade  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -54,6 +54,7 @@ def main() -> None:
         url = f"sqlite:///{work / 'demo.db'}"
         fresh = not (work / "demo.db").exists()
         engine = make_engine(url)
+        upgrade(engine)
         if fresh:
             spec = WorldSpec(n_users=args.users, n_posts=args.posts, days=args.days)
             load_demo_world(spec, engine)

@@ -33,7 +33,7 @@ from feedlab.analysis.offline.report import (  # noqa: E402
 from feedlab.models.catalog import PostCatalog, UserProfiles  # noqa: E402
 from feedlab.models.history import History  # noqa: E402
 from feedlab.storage.demo.world import WorldSpec, load_demo_world  # noqa: E402
-from feedlab.storage.engine import make_engine  # noqa: E402
+from feedlab.storage.engine import make_engine, upgrade  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -57,6 +57,7 @@ def movielens_db(folder: Path) -> str:
 
     url = f"sqlite:///{folder / 'movielens.db'}"
     engine = make_engine(url)
+    upgrade(engine)
     import_movielens(MOVIELENS, engine)
     engine.dispose()
     return url
@@ -65,6 +66,7 @@ def movielens_db(folder: Path) -> str:
 def demo_db(folder: Path, spec: WorldSpec) -> str:
     url = f"sqlite:///{folder / 'demo.db'}"
     engine = make_engine(url)
+    upgrade(engine)
     load_demo_world(spec, engine)
     engine.dispose()
     return url

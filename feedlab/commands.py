@@ -42,6 +42,7 @@ def simulate(
     ),
 ) -> None:
     """Simulated users request feeds, view them and like what their hidden taste says."""
+    from feedlab.settings import database_url
     from feedlab.storage.demo import simulate as sim
     from feedlab.storage.engine import make_engine
 
@@ -49,7 +50,7 @@ def simulate(
         sim.require_loopback(url)
     except ValueError as exc:
         raise typer.BadParameter(str(exc).removeprefix("--url: "), param_hint="--url") from None
-    engine = make_engine(db_url)
+    engine = make_engine(database_url(db_url))
     try:
         if replay_movielens is not None:
             plan = sim.movielens_plan(replay_movielens, engine, start=start, days=days)

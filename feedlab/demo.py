@@ -116,7 +116,7 @@ def training_cutoff(db_url: str) -> datetime:
     from feedlab.storage.demo.simulate import history_end, next_midnight
     from feedlab.storage.engine import make_engine
 
-    engine = make_engine(db_url, migrate=False)
+    engine = make_engine(db_url)
     try:
         end = history_end(engine)
     finally:
@@ -131,7 +131,7 @@ def wait_for_exposures(db_url: str, expected: int) -> int:
     from feedlab.storage.engine import make_engine
     from feedlab.storage.schema import exposures
 
-    engine = make_engine(db_url, migrate=False)
+    engine = make_engine(db_url)
     try:
         deadline = time.monotonic() + FLUSH_TIMEOUT_S
         while True:
@@ -249,7 +249,7 @@ def traffic_and_report(
 
     db_url = env["FEEDLAB_DATABASE_URL"]
     print(f"\n== 5/6 simulate {days} days of traffic from {users} users", flush=True)
-    engine = make_engine(db_url, migrate=False)
+    engine = make_engine(db_url)
     try:
         plan = sim.demo_plan(engine, spec)
     finally:

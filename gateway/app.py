@@ -19,7 +19,6 @@ from feedlab.experiments.config import ConfigError, LoadedConfig
 from feedlab.gateway.exposures import ConfigRecord
 from feedlab.gateway.feed import apply_events, apply_stored, store_events
 from feedlab.gateway.recommend import serve
-from feedlab.gateway.runtime import utcnow
 from feedlab.gateway.schemas import (
     MAX_ID,
     AdminConfigOut,
@@ -30,11 +29,11 @@ from feedlab.gateway.schemas import (
     ModelHealth,
     RecommendationsOut,
     ReloadOut,
-    naive_utc,
 )
 from feedlab.gateway.settings import Settings
 from feedlab.gateway.state import GatewayState
 from feedlab.models.threads import one_blas_thread
+from feedlab.storage.clock import naive_utc, utcnow
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,7 +44,8 @@ _bearer = HTTPBearer(auto_error=False, description="FEEDLAB_ADMIN_TOKEN")
 
 async def get_state(request: Request) -> GatewayState:
     """Async on purpose: FastAPI runs a sync dependency in a thread pool, per request."""
-    return request.app.state.gateway
+    state: GatewayState = request.app.state.gateway
+    return state
 
 
 State = Annotated[GatewayState, Depends(get_state)]
@@ -68,7 +68,7 @@ def require_admin(
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The gateway app for `settings` (default: from the environment)."""
-    settings = settings or Settings.from_env()
+    settings = settings or Settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,8 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = await asyncio.to_thread(GatewayState.load, settings)
         state.exposure_log.start()
         stop = asyncio.Event()
-        watcher: asyncio.Task | None = None
-        follower: asyncio.Task | None = None
+        watcher: asyncio.Task[None] | None = None
+        follower: asyncio.Task[None] | None = None
         try:
             state.holder.on_new_config = lambda loaded, at: _config_loaded(state, loaded, at)
             await state.holder.reload("start-up")
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="feedlab gateway",
-        description="A/B experiment gateway for feed recommenders (see DESIGN.md).",
+        description="A/B experiment gateway for feed recommenders (see docs/architecture.md).",
         version="0.1.0",
         lifespan=lifespan,
     )
@@ -259,8 +259,9 @@ def _error_out(exc: ConfigError | None, at: datetime | None) -> ConfigErrorOut |
     )
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422 plus a `message` that names each bad parameter."""
+    assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     parts = []
     for err in errors:

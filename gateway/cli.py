@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,16 +36,19 @@ def serve(
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the gateway on $FEEDLAB_DATABASE_URL (admin endpoints need $FEEDLAB_ADMIN_TOKEN)."""
-    import os
+    import functools
 
     import uvicorn
     from feedlab.experiments.config import ConfigError, load_config
     from feedlab.gateway.app import create_app
     from feedlab.gateway.settings import Settings
 
-    settings = Settings.from_env(config_path=config, spool_dir=spool_dir)
-    if no_watch:
-        settings = settings.model_copy(update={"watch_config": False})
+    flags: dict[str, Any] = {
+        "config_path": config,
+        "spool_dir": spool_dir,
+        "watch_config": False if no_watch else None,
+    }
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
     try:
         load_config(settings.config_path)
     except ConfigError as exc:
@@ -54,21 +58,22 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
         return
-    # worker processes build their app from the environment
-    os.environ.update(
-        FEEDLAB_EXPERIMENTS=str(settings.config_path.resolve()),
-        FEEDLAB_SPOOL_DIR=str(settings.spool_dir.resolve()),
-        FEEDLAB_WATCH_CONFIG="1" if settings.watch_config else "0",
-        FEEDLAB_FEED_SYNC_INTERVAL=str(feed_sync),
+    # uvicorn's supervisor pickles the config into each worker process: the workers get these
+    # settings (absolute paths, the feed poll on), not the environment
+    from uvicorn.supervisors import Multiprocess
+
+    settings = settings.model_copy(
+        update={
+            "config_path": settings.config_path.resolve(),
+            "spool_dir": settings.spool_dir.resolve(),
+            "feed_sync_interval": feed_sync,
+        }
     )
-    uvicorn.run(
-        "feedlab.gateway.app:create_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=log_level,
+    factory = functools.partial(create_app, settings)
+    server = uvicorn.Config(
+        factory, factory=True, workers=workers, host=host, port=port, log_level=log_level
     )
+    Multiprocess(server, sockets=[server.bind_socket()]).run()
 
 
 def serve_model(
@@ -85,11 +90,14 @@ def serve_model(
     from feedlab.models.registry import ARMS
     from feedlab.models.service import create_service_app
 
+    from feedlab.settings import DatabaseSettings
+
     if artifact is None and name in ARMS:
         artifact = Path("artifacts") / name
 
     _log_to_stderr(log_level)
-    uvicorn.run(create_service_app(name, artifact), host=host, port=port, log_level=log_level)
+    app = create_service_app(name, artifact, database_url=DatabaseSettings().database_url)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
 def _log_to_stderr(level: str) -> None:

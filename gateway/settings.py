@@ -1,25 +1,29 @@
-"""Gateway settings: what `feedlab serve` reads from flags and the environment."""
+"""Gateway settings: what `feedlab serve` reads from its flags and `FEEDLAB_*` variables."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from feedlab.experiments.config import DEFAULT_CONFIG
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, Field
+
+from feedlab.settings import DatabaseSettings
 
 
-class Settings(BaseModel):
-    """Everything `create_app` needs; `from_env` fills the defaults a deployment sets."""
+class Settings(DatabaseSettings):
+    """Everything `create_app` needs. Keyword arguments win over the environment, which wins
+    over the defaults; worker processes receive the parent's object, not the environment."""
 
-    database_url: str | None = None
-    """None: $FEEDLAB_DATABASE_URL, else the SQLite default (storage.engine)."""
-    config_path: Path = DEFAULT_CONFIG
+    config_path: Path = Field(
+        DEFAULT_CONFIG, validation_alias=AliasChoices("config_path", "FEEDLAB_EXPERIMENTS")
+    )
+    """The experiments YAML ($FEEDLAB_EXPERIMENTS)."""
     admin_token: str | None = None
     """None or empty: the /admin endpoints answer 403 "disabled"."""
     spool_dir: Path = Path("spool")
     """Where exposures go while the database is unreachable (replayed when it returns)."""
     watch_config: bool = True
+    """Reload the experiments file when it changes (else only on POST /admin/reload)."""
     exposure_flush_interval: float = Field(0.1, gt=0)
     exposure_batch_size: int = Field(500, gt=0)
     exposure_queue_size: int = Field(100_000, gt=0)
@@ -27,18 +31,3 @@ class Settings(BaseModel):
     feed_sync_interval: float | None = Field(None, gt=0)
     """Seconds between polls of the feed table for events sibling workers stored (set by
     `feedlab serve --workers N`); None: one process, nothing to poll."""
-
-    @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
-        env = {
-            "database_url": os.environ.get("FEEDLAB_DATABASE_URL"),
-            "admin_token": os.environ.get("FEEDLAB_ADMIN_TOKEN") or None,
-            "spool_dir": os.environ.get("FEEDLAB_SPOOL_DIR") or "spool",
-            "feed_sync_interval": os.environ.get("FEEDLAB_FEED_SYNC_INTERVAL") or None,
-        }
-        if os.environ.get("FEEDLAB_WATCH_CONFIG"):
-            env["watch_config"] = os.environ["FEEDLAB_WATCH_CONFIG"] not in ("0", "false")
-        if os.environ.get("FEEDLAB_EXPERIMENTS"):
-            env["config_path"] = os.environ["FEEDLAB_EXPERIMENTS"]
-        env.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(env)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from feedlab.gateway.backends import InprocessBackend
 from feedlab.gateway.exposures import ExposureLog
@@ -18,7 +19,7 @@ from feedlab.gateway.settings import Settings
 from feedlab.models.catalog import PostCatalog
 from feedlab.models.history import History
 from feedlab.models.registry import load_model
-from feedlab.storage.engine import database_url, make_engine
+from feedlab.storage.engine import make_engine, upgrade
 from feedlab.storage.schema import users
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
@@ -28,10 +29,9 @@ log = logging.getLogger("feedlab.gateway")
 PG_CONNECT_TIMEOUT_S = "3"
 
 
-def gateway_engine(url: str | None) -> Engine:
-    """The schema-migrated engine; on PostgreSQL with a connect timeout, so an unreachable
-    server fails fast (and exposures go to the spool) instead of hanging a writer."""
-    url = database_url(url)
+def gateway_engine(url: str) -> Engine:
+    """The engine; on PostgreSQL with a connect timeout, so an unreachable server fails fast
+    (and exposures go to the spool) instead of hanging a writer."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         url = parsed.update_query_dict({"connect_timeout": PG_CONNECT_TIMEOUT_S}).render_as_string(
@@ -46,7 +46,7 @@ class GatewayState:
     engine: Engine
     history: History
     posts: PostCatalog
-    post_json: dict[int, dict]
+    post_json: dict[int, dict[str, Any]]
     known_users: set[int]
     popular: InprocessBackend
     exposure_log: ExposureLog
@@ -60,6 +60,7 @@ class GatewayState:
     @classmethod
     def load(cls, settings: Settings) -> GatewayState:
         engine = gateway_engine(settings.database_url)
+        upgrade(engine)  # the gateway's start is one of the places the schema is migrated
         posts = PostCatalog.from_engine(engine)
         follower = None
         if settings.feed_sync_interval:

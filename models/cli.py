@@ -91,7 +91,9 @@ def training_inputs(
     from feedlab.models.history import History, from_us, to_us
     from feedlab.storage.engine import make_engine
 
-    engine = make_engine(url)
+    from feedlab.settings import database_url
+
+    engine = make_engine(database_url(url))
     try:
         history = History.from_engine(engine)
         if len(history) == 0:

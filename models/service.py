@@ -45,10 +45,9 @@ class ServiceHealth(BaseModel):
     history_events: int
 
 
-def create_service_app(
-    name: str, artifact: str | Path | None = None, database_url: str | None = None
-) -> FastAPI:
-    """The service app for model `name` (loaded with `models.registry.load_model`)."""
+def create_service_app(name: str, artifact: str | Path | None, *, database_url: str) -> FastAPI:
+    """The service app for model `name` (loaded with `models.registry.load_model`) over the
+    history stored at `database_url`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

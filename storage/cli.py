@@ -61,27 +61,37 @@ def register(app: typer.Typer) -> None:
 
 def init_db(url: str = typer.Option(None, "--url", help=URL_HELP)) -> None:
     """Create the schema, or upgrade it to the latest migration."""
-    from feedlab.storage.engine import database_url, make_engine
+    from feedlab.storage.engine import make_engine, upgrade
 
-    make_engine(url).dispose()
-    typer.echo(f"schema up to date at {database_url(url)}")
+    from feedlab.settings import database_url
+
+    engine = make_engine(database_url(url))
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"schema up to date at {engine.url.render_as_string()}")
 
 
 def _run_import(url: str | None, load) -> None:
-    """Run one importer against `url`, turning bad input into a message and exit code 1."""
-    from feedlab.storage.engine import database_url, make_engine
+    """Run one importer against `url` (created or migrated first: importing is one of the ways
+    a database comes to be), turning bad input into a message and exit code 1."""
+    from feedlab.storage.engine import make_engine, upgrade
     from feedlab.storage.importing import DatabaseNotEmptyError
     from feedlab.storage.validation import ImportValidationError
 
-    engine = make_engine(url)
+    from feedlab.settings import database_url
+
+    engine = make_engine(database_url(url))
     try:
+        upgrade(engine)
         summary = load(engine)
     except (ImportValidationError, DatabaseNotEmptyError) as exc:
         typer.echo(f"error: {exc}; nothing was imported", err=True)
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
-    typer.echo(f"{summary} into {database_url(url)}")
+    typer.echo(f"{summary} into {engine.url.render_as_string()}")
 
 
 @import_app.command("csv", help=CSV_HELP)

@@ -1,24 +1,19 @@
-"""Engine from `FEEDLAB_DATABASE_URL` (default: SQLite file `feedlab.db`) and schema migrations."""
+"""Engines for a database URL, and the schema migrations, which run only when asked:
+`feedlab init-db`, the gateway's start and the commands that fill a database call `upgrade`."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 
-DEFAULT_URL = "sqlite:///feedlab.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def database_url(url: str | None = None) -> str:
-    """The URL to use: the argument, else `FEEDLAB_DATABASE_URL`, else the SQLite default."""
-    return url or os.environ.get("FEEDLAB_DATABASE_URL") or DEFAULT_URL
-
-
-def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
-    """An engine for `url` whose schema is at the latest migration (unless `migrate=False`)."""
-    url = database_url(url)
+def make_engine(url: str) -> Engine:
+    """An engine for `url` (see `feedlab.settings.database_url` for the default); the schema is
+    left as it is."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -28,13 +23,11 @@ def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
         engine = create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    if migrate:
-        upgrade(engine)
     return engine
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the latest Alembic revision."""
+    """Create the schema, or bring it to the latest Alembic revision."""
     from alembic import command
     from alembic.config import Config
 
@@ -45,7 +38,7 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: object) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from feedlab.storage.engine import make_engine
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+
+from tests.support.db import migrated
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -81,14 +82,14 @@ def db_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     """A migrated engine on each backend."""
-    eng = make_engine(db_url)
+    eng = migrated(db_url)
     yield eng
     eng.dispose()
 
 
 @pytest.fixture
 def pg_engine(pg_url: str) -> Iterator[Engine]:
-    eng = make_engine(pg_url)
+    eng = migrated(pg_url)
     yield eng
     eng.dispose()
 

@@ -7,18 +7,18 @@ import pytest
 from feedlab.storage import schema
 from feedlab.storage.demo.preferences import demographic_group
 from feedlab.storage.demo.world import World, WorldSpec
-from feedlab.storage.engine import make_engine
 from scipy.stats import chi2, chi2_contingency
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from feedlab.cli import app
+from tests.support.db import migrated
 
 SMALL = ["--users", "300", "--posts", "150", "--days", "5"]
 
 
 def table_hashes(url: str) -> dict[str, str]:
-    engine = make_engine(url)
+    engine = migrated(url)
     out = {}
     with engine.connect() as conn:
         for table in (schema.users, schema.posts, schema.feed):

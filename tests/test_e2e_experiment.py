@@ -25,12 +25,12 @@ from feedlab.models.catalog import PostCatalog
 from feedlab.models.history import History
 from feedlab.models.registry import load_model
 from feedlab.storage.demo import simulate as sim
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import exposures
 from sqlalchemy import select
 
 from feedlab.demo import feedlab_cmd, serve_args, train_cmd, training_cutoff, write_config
 from feedlab.processes import free_port, serve_subprocess
+from tests.support.db import migrated
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -50,7 +50,7 @@ def run(cmd: list[str], env: dict[str, str]) -> str:
 
 def run_experiment(config: Path, spec: Path, env: dict[str, str], tmp: Path, seed: int) -> dict:
     """Serve `config`, simulate DAYS days after the newest stored event, analyse as JSON."""
-    engine = make_engine(env["FEEDLAB_DATABASE_URL"])
+    engine = migrated(env["FEEDLAB_DATABASE_URL"])
     try:
         plan = sim.demo_plan(engine, spec)
     finally:
@@ -136,7 +136,7 @@ def check_arms_over_http(artifacts: Path, env: dict[str, str], tmp: Path, plan_s
     ports = {arm: free_port() for arm in ("control", "test")}
     config = tmp / "e2e_http.yaml"
     config.write_text(HTTP_CONFIG.format(**ports))
-    engine = make_engine(env["FEEDLAB_DATABASE_URL"])
+    engine = migrated(env["FEEDLAB_DATABASE_URL"])
     history, catalog = History.from_engine(engine), PostCatalog.from_engine(engine)
     local = {arm: load_model(arm, artifacts / arm, history, catalog) for arm in ports}
     versions = {

@@ -13,10 +13,10 @@ from feedlab.experiments.assignment import Assigner
 from feedlab.experiments.config import load_config
 from feedlab.gateway.app import create_app
 from feedlab.gateway.settings import Settings
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import exposure_items, exposures, feed
 from sqlalchemy import Engine, func, select
 
+from tests.support.db import migrated
 from tests.support.gateway import ServerThread, seed_world, wait_until, write_config
 
 pytestmark = pytest.mark.postgres
@@ -45,7 +45,7 @@ def count(engine: Engine, table) -> int:
 
 @pytest.fixture
 def gateway(pg_url: str, tmp_path: Path) -> Iterator[Gateway]:
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     settings = Settings(
         database_url=pg_url,

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from feedlab.experiments.assignment import Assigner
 from feedlab.experiments.config import load_config
-from feedlab.storage.engine import make_engine
 
 from feedlab.processes import free_port, serve_subprocess, start_feedlab, stop_process, wait_healthy
+from tests.support.db import migrated
 from tests.support.gateway import seed_world, write_config
 
 pytestmark = pytest.mark.postgres
@@ -28,7 +28,7 @@ def groups(port: int) -> list[str]:
 
 @pytest.mark.slow
 def test_two_processes_and_a_restart_give_every_user_the_same_arm(pg_url: str, tmp_path: Path):
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     engine.dispose()
     config = write_config(tmp_path / "exp.yaml", salt="processes")

@@ -15,11 +15,11 @@ from feedlab.experiments.assignment import Assigner
 from feedlab.experiments.config import load_config
 from feedlab.gateway.app import create_app
 from feedlab.gateway.settings import Settings
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import exposures
 from sqlalchemy import Engine, select
 
 from feedlab.processes import free_port, serve_subprocess
+from tests.support.db import migrated
 from tests.support.gateway import ServerThread, seed_world, wait_until, write_config
 
 pytestmark = pytest.mark.postgres
@@ -82,7 +82,7 @@ def silent_server() -> Iterator[int]:
 
 @pytest.mark.slow
 def test_model_service_serves_an_arm_and_its_death_falls_back(pg_url: str, tmp_path: Path):
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     port = free_port()
     env = {"FEEDLAB_DATABASE_URL": pg_url}
@@ -127,7 +127,7 @@ def test_model_service_serves_an_arm_and_its_death_falls_back(pg_url: str, tmp_p
 
 
 def test_slow_and_closed_backends_fall_back_with_the_same_exp_group(pg_url: str, tmp_path: Path):
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     with silent_server() as slow_port:
         closed_port = free_port()

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from feedlab.processes import free_port, serve_subprocess
+from tests.support.db import migrated
 from tests.support.gateway import (
     LoadLoop,
     ServerThread,
@@ -48,7 +49,7 @@ def upstream(pg_url: str) -> tuple[str, int]:
 
 @pytest.mark.slow
 def test_database_outage_under_load_loses_and_duplicates_nothing(pg_url: str, tmp_path: Path):
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     proxy = TcpProxy(upstream(pg_url))
     settings = Settings(
@@ -86,7 +87,7 @@ def test_database_outage_under_load_loses_and_duplicates_nothing(pg_url: str, tm
 
 @pytest.mark.slow
 def test_spooled_exposures_are_replayed_once_after_a_restart(pg_url: str, tmp_path: Path):
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     proxy = TcpProxy(upstream(pg_url))
     port = free_port()
@@ -142,10 +143,10 @@ def record(user_id: int) -> ExposureRecord:
 
 def test_replaying_the_same_spool_twice_stores_each_row_once(pg_url: str, tmp_path: Path):
     """A crash after inserting a spool file but before deleting it must not duplicate rows."""
-    make_engine(pg_url).dispose()
+    migrated(pg_url).dispose()
     proxy = TcpProxy(upstream(pg_url))
     engine = gateway_engine(proxied(pg_url, proxy))
-    direct = make_engine(pg_url, migrate=False)
+    direct = make_engine(pg_url)
     spool = tmp_path / "spool"
     try:
         proxy.sever()

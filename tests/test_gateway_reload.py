@@ -12,10 +12,10 @@ from feedlab.experiments.assignment import Assigner
 from feedlab.experiments.config import load_config
 from feedlab.gateway.app import create_app
 from feedlab.gateway.settings import Settings
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import experiment_configs, exposures
 from sqlalchemy import Engine, select
 
+from tests.support.db import migrated
 from tests.support.gateway import LoadLoop, ServerThread, seed_world, wait_until, write_config
 
 pytestmark = pytest.mark.postgres
@@ -47,7 +47,7 @@ def assigner_for(tmp_path: Path, salt: str) -> Assigner:
 
 
 def setup_world(pg_url: str, tmp_path: Path, watch: bool) -> tuple[Engine, Settings]:
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     (tmp_path / "live").mkdir()
     settings = Settings(

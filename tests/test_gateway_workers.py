@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 from feedlab.gateway.feed_sync import FeedFollower, last_feed_id
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import feed
 from sqlalchemy import Engine, insert
 
 from feedlab.processes import free_port, serve_subprocess
+from tests.support.db import migrated
 from tests.support.gateway import seed_world, wait_until, write_config
 
 AT = datetime(2024, 2, 1, 12)
@@ -55,7 +55,7 @@ def test_follower_yields_each_foreign_row_once_also_when_ids_commit_out_of_order
 
 
 def test_a_like_posted_to_one_worker_is_excluded_by_all(pg_url: str, tmp_path: Path):
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     port = free_port()
     url = f"http://127.0.0.1:{port}"

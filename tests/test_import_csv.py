@@ -92,7 +92,7 @@ def test_good_csv_import_maps_columns_and_keeps_unknown_ones_in_attributes(engin
 
 
 def test_timezone_offsets_become_naive_utc(sqlite_url, tmp_path):
-    from feedlab.storage.engine import make_engine
+    from tests.support.db import migrated
 
     users, posts, _ = good_files(tmp_path)
     feed = write_csv(
@@ -100,7 +100,7 @@ def test_timezone_offsets_become_naive_utc(sqlite_url, tmp_path):
         FEED_HEADER,
         [["2024-01-01T12:00:00+03:00", 1, 1, "view", 1], ["2024-01-01T12:00:00Z", 1, 2, "view", 0]],
     )
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     import_csv(engine, users, posts, feed)
     with engine.connect() as conn:
         stamps = conn.execute(select(schema.feed.c.timestamp).order_by("id")).scalars().all()
@@ -135,9 +135,9 @@ def test_cli_prints_the_error_and_exits_1(db_url, tmp_path):
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 1
     assert "feed.csv line 1003: column 'post_id' refers to unknown post 999" in result.output
-    from feedlab.storage.engine import make_engine
+    from tests.support.db import migrated
 
-    engine = make_engine(db_url)
+    engine = migrated(db_url)
     assert all(rows == [] for rows in table_snapshot(engine).values())
     engine.dispose()
 
@@ -179,28 +179,28 @@ def test_cli_prints_the_error_and_exits_1(db_url, tmp_path):
     ],
 )
 def test_first_bad_row_is_named(sqlite_url, tmp_path, file, edit, expected):
-    from feedlab.storage.engine import make_engine
+    from tests.support.db import migrated
 
     paths = dict(zip(("users", "posts", "feed"), good_files(tmp_path, n_feed=20), strict=True))
     line, _, replacement = edit
     lines = paths[file].read_text().splitlines()
     lines[line - 1] = replacement
     paths[file].write_text("\n".join(lines) + "\n")
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     with pytest.raises(ImportValidationError) as err:
         import_csv(engine, paths["users"], paths["posts"], paths["feed"])
     assert str(err.value) == expected
 
 
 def test_line_numbers_count_multiline_post_texts(sqlite_url, tmp_path):
-    from feedlab.storage.engine import make_engine
+    from tests.support.db import migrated
 
     users, posts, feed = good_files(tmp_path, n_feed=20)
     with posts.open("a") as handle:
         handle.write('11,"fine",news\n12,"also\nfine",news\nthirteen,"x",news\n')
     # 10 two-line posts after the header: lines 2-21; 11 at 22; 12 at 23-24; the bad one at 25
     with pytest.raises(ImportValidationError, match=r"posts\.csv line 25: column 'post_id'"):
-        import_csv(make_engine(sqlite_url), users, posts, feed)
+        import_csv(migrated(sqlite_url), users, posts, feed)
 
 
 def test_non_empty_database_is_refused_unless_replace(engine, tmp_path):
@@ -218,25 +218,25 @@ def test_non_empty_database_is_refused_unless_replace(engine, tmp_path):
 
 def test_failed_load_into_an_untouched_sqlite_file_keeps_the_feed_indexes(sqlite_url, tmp_path):
     """No row was written before the feed, so the index drop must still be inside a transaction."""
-    from feedlab.storage.engine import make_engine
+    from tests.support.db import migrated
 
     users = write_csv(tmp_path / "nobody.csv", ["user_id"], [])
     posts = write_csv(tmp_path / "nothing.csv", ["post_id", "text", "topic"], [])
     feed = write_csv(tmp_path / "one.csv", FEED_HEADER, [["2024-01-01", 1, 1, "view", 0]])
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     with pytest.raises(ImportValidationError, match="unknown user 1"):
         import_csv(engine, users, posts, feed)
     assert feed_indexes(engine) == FEED_INDEXES
 
 
 def test_line_numbers_and_event_ids_are_checked_across_feed_chunks(sqlite_url, tmp_path):
-    from feedlab.storage.engine import make_engine
+    from tests.support.db import migrated
 
     users, posts, _ = good_files(tmp_path, n_feed=0)
     rows = [["2024-01-01T00:00:00", 1 + i % 20, 1 + i % 10, "view", 0, f"e{i}"] for i in range(250)]
     rows[230][5] = "e17"  # line 232 repeats the event id of line 19, two chunks earlier
     feed = write_csv(tmp_path / "feed.csv", [*FEED_HEADER, "event_id"], rows)
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     with pytest.raises(ImportValidationError) as err:
         import_csv(engine, users, posts, feed, chunk_rows=100)
     assert (err.value.line, err.value.column) == (232, "event_id")

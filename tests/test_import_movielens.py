@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 from feedlab.storage import schema
-from feedlab.storage.engine import make_engine
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from feedlab.cli import app
+from tests.support.db import migrated
 
 pytestmark = pytest.mark.data
 FEEDLAB = Path(sys.executable).parent / "feedlab"
 
 
 def counts(url: str) -> tuple[int, int, int, int]:
-    engine = make_engine(url)
+    engine = migrated(url)
     with engine.connect() as conn:
         n = {
             t: conn.execute(select(func.count()).select_from(t)).scalar_one()
@@ -37,7 +37,7 @@ def test_movielens_counts_through_the_cli(db_url, shared_data):
     assert "943 users, 1,682 posts, 100,000 views, 55,375 likes" in result.output
     assert counts(db_url) == (943, 1682, 100_000, 55_375)
 
-    engine = make_engine(db_url)
+    engine = migrated(db_url)
     with engine.connect() as conn:
         user = conn.execute(select(schema.users).where(schema.users.c.user_id == 1)).one()
         toy_story = conn.execute(select(schema.posts).where(schema.posts.c.post_id == 1)).one()

@@ -2,13 +2,13 @@ from datetime import datetime
 
 import pytest
 from feedlab.storage import schema
-from feedlab.storage.engine import make_engine
 from feedlab.storage.importers.postgres import import_postgres
 from feedlab.storage.validation import ImportValidationError
 from sqlalchemy import create_engine, func, select, text
 from typer.testing import CliRunner
 
 from feedlab.cli import app
+from tests.support.db import migrated
 
 pytestmark = pytest.mark.postgres
 
@@ -66,7 +66,7 @@ def test_postgres_tables_import_with_attributes(source_url, db_url):
     )
     assert result.exit_code == 0, result.output
     assert "50 users, 30 posts, 300 views, 100 likes" in result.output
-    engine = make_engine(db_url)
+    engine = migrated(db_url)
     with engine.connect() as conn:
         user = conn.execute(select(schema.users).where(schema.users.c.user_id == 7)).one()
         first = conn.execute(select(schema.feed).order_by(schema.feed.c.id).limit(1)).one()
@@ -80,7 +80,7 @@ def test_postgres_tables_import_with_attributes(source_url, db_url):
 
 def test_bad_source_row_is_named_and_nothing_is_loaded(source_url, sqlite_url):
     make_source(source_url, bad_feed_row=True)
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     with pytest.raises(ImportValidationError) as err:
         import_postgres(source_url, engine)
     assert str(err.value) == "feed_data row 401: column 'user_id' refers to unknown user 51"
@@ -90,4 +90,4 @@ def test_bad_source_row_is_named_and_nothing_is_loaded(source_url, sqlite_url):
 
 def test_missing_source_table_is_named(source_url, sqlite_url):
     with pytest.raises(ImportValidationError, match="user_data: table not found"):
-        import_postgres(source_url, make_engine(sqlite_url))
+        import_postgres(source_url, migrated(sqlite_url))

@@ -14,12 +14,12 @@ from feedlab.analysis.offline.evaluate import (
     recommender_call,
 )
 from feedlab.models.history import History, from_us
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import feed, posts
 from sqlalchemy import insert
 from typer.testing import CliRunner
 
 from feedlab.cli import app
+from tests.support.db import migrated
 
 T0 = datetime(2024, 3, 1)
 W = timedelta(days=7)
@@ -104,7 +104,7 @@ def test_paired_difference_and_median():
 
 def test_evaluate_command_json(tmp_path):
     url = f"sqlite:///{tmp_path / 'eval.db'}"
-    engine = make_engine(url)
+    engine = migrated(url)
     h = history().events_between(None, None)
     rows = []
     for ts, u, p, like in zip(h.ts, h.user_ids, h.post_ids, h.is_like, strict=True):

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 from feedlab.analysis.online.analyze import Options, PoolingRefused, analyze, analyze_versions
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import exposure_items, exposures, feed
 from scipy import stats
 from sqlalchemy import insert, select
@@ -19,6 +18,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 from typer.testing import CliRunner
 
 from feedlab.cli import app
+from tests.support.db import migrated
 from tests.support.synthetic import PhaseSpec, config_yaml, insert_phase, store_config
 
 T0 = datetime(2024, 3, 4)
@@ -146,7 +146,7 @@ def test_metrics_and_tests_match_scipy_on_reference_per_user_values(engine):
 def test_sqlite_and_postgres_give_identical_results(sqlite_url, pg_url):
     reports = []
     for url in (sqlite_url, pg_url):
-        eng = make_engine(url)
+        eng = migrated(url)
         with eng.begin() as conn:
             insert_phase(conn, "feedx", _spec(users=200), seed=5)
         report = analyze(eng, "feedx", options=OPTS)
@@ -287,7 +287,7 @@ def test_split_change_is_reported_per_phase_and_pooling_would_be_wrong(engine):
 
 
 def test_srm_in_data_is_flagged_and_overrides_the_verdict(sqlite_url):
-    eng = make_engine(sqlite_url)
+    eng = migrated(sqlite_url)
     with eng.begin() as conn:
         # users split 70/30; then their exposures are relabelled with a config saying 50/50
         insert_phase(conn, "skew", _spec(weights={"control": 70, "test": 30}, users=600), seed=4)
@@ -304,7 +304,7 @@ def test_srm_in_data_is_flagged_and_overrides_the_verdict(sqlite_url):
 
 
 def test_daily_cumulative_series_and_sequential_test(sqlite_url):
-    eng = make_engine(sqlite_url)
+    eng = migrated(sqlite_url)
     with eng.begin() as conn:
         insert_phase(conn, "daily", _spec(days=4, users=300), seed=8)
     phase = analyze(eng, "daily", options=Options(n_boot=100, planned_users=600))["phases"][0]
@@ -321,7 +321,7 @@ def test_daily_cumulative_series_and_sequential_test(sqlite_url):
 
 
 def test_cli_json_table_and_plan(sqlite_url, tmp_path):
-    eng = make_engine(sqlite_url)
+    eng = migrated(sqlite_url)
     with eng.begin() as conn:
         insert_phase(conn, "clix", _spec(users=100), seed=9)
     eng.dispose()

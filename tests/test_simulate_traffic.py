@@ -16,12 +16,12 @@ from feedlab.gateway.app import create_app
 from feedlab.gateway.settings import Settings
 from feedlab.storage.demo import simulate as sim
 from feedlab.storage.demo.world import WorldSpec, load_demo_world
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import exposure_items, exposures, feed
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from feedlab.cli import app
+from tests.support.db import migrated
 from tests.support.gateway import ServerThread
 
 POPULAR_AB = """\
@@ -94,7 +94,7 @@ def demo_world(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[Engine, Path]]
     spec = WorldSpec(seed=5, n_users=80, n_posts=120, days=10)
     spec_path = tmp_path / "world.json"
     spec.save(spec_path)
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     load_demo_world(spec, engine)
     yield engine, spec_path
     engine.dispose()
@@ -178,7 +178,7 @@ def test_movielens_replay_likes_only_what_users_really_rated_high(
     from feedlab.storage.importers.movielens import import_movielens
 
     folder = shared_data / "movielens-100k"
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     import_movielens(folder, engine)
     plan = sim.movielens_plan(folder, engine, days=7)
     users = sim.sample_users(plan.user_ids, 40, seed=2)

@@ -45,6 +45,8 @@ def evaluate_command(
     from feedlab.storage.engine import make_engine
     from rich.console import Console
 
+    from feedlab.settings import database_url
+
     pair = None if not compare or compare[0] is None else (compare[0], compare[1])
     specs = [ModelSpec.parse(n) for n in model]
     if artifact is not None:
@@ -54,7 +56,7 @@ def evaluate_command(
             )
         specs[0].artifact = artifact
     specs += [ModelSpec.parse(n) for n in (pair or ()) if n not in {s.name for s in specs}]
-    engine = make_engine(url)
+    engine = make_engine(database_url(url))
     try:
         history = History.from_engine(engine)
         posts = PostCatalog.from_engine(engine)

@@ -74,6 +74,8 @@ def analyze_command(
     from feedlab.analysis.online.analyze import Options, PoolingRefused, analyze
     from feedlab.storage.engine import make_engine
 
+    from feedlab.settings import database_url
+
     options = Options(
         window_s=parse_duration(window),
         alpha=alpha,
@@ -83,7 +85,7 @@ def analyze_command(
         since=_when(since, "--since"),
         until=_when(until, "--until"),
     )
-    engine = make_engine(url)
+    engine = make_engine(database_url(url))
     try:
         report = analyze(engine, experiment, phase, options, pool=pool)
     except (LookupError, PoolingRefused, ValueError) as exc:

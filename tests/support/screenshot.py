@@ -17,10 +17,10 @@ from pathlib import Path
 
 from feedlab.analysis.online.analyze import Options, analyze
 from feedlab.analysis.report.html import render_html
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import exposures
 from sqlalchemy import update
 
+from tests.support.db import migrated
 from tests.support.synthetic import PhaseSpec, config_yaml, insert_phase, store_config
 
 CHROMIUM_FLAGS = (
@@ -38,7 +38,7 @@ CHROMIUM_FLAGS = (
 def demo_report(db_url: str) -> dict:
     """Two phases: a clean 50/50 phase with a real lift, then a phase whose users do not
     match the configured split (SRM)."""
-    engine = make_engine(db_url)
+    engine = migrated(db_url)
     t0 = datetime(2024, 5, 1)
     with engine.begin() as conn:
         insert_phase(
