@@ -28,10 +28,13 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python .ci/typecheck.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Removes what the tools rebuild; keeps the user's data: feedlab.db, artifacts/, reports/ and
+# spool/ (exposures waiting for the database).
 clean:
-	rm -rf $(VENV) feedlab.db artifacts reports .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache catboost_info

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from feedlab.models.registry import BASELINES
@@ -24,6 +24,9 @@ BUILTIN_MODELS = BASELINES
 """Models that need no entry under `models:` (popular is also the cold-start/fallback model)."""
 
 DEFAULT_GROUP = "default"
+
+Loc = tuple[str | int, ...]
+"""Where a value sits in the YAML: keys and list indices from the root."""
 """`exp_group` of a user outside every running experiment; no arm may use this name."""
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -109,9 +112,9 @@ class LoadedConfig:
     text: str
     version: str
     source: str
-    lines: dict[tuple, int]
+    lines: dict[Loc, int]
 
-    def issue(self, loc: tuple, message: str) -> ConfigIssue:
+    def issue(self, loc: Loc, message: str) -> ConfigIssue:
         """An issue about field `loc` of this file, with its line (for checks made later,
         e.g. a model that fails to load)."""
         return ConfigIssue(_dotted(loc), _line_of(loc, self.lines), message)
@@ -144,7 +147,7 @@ def parse_config(text: str, source: str = "<string>") -> LoadedConfig:
         raise ConfigError(source, [ConfigIssue("", line, f"YAML syntax: {exc.problem}")]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(source, [ConfigIssue("", None, f"YAML: {exc}")]) from exc
-    lines: dict[tuple, int] = {}
+    lines: dict[Loc, int] = {}
     issues: list[ConfigIssue] = []
     if root is not None:
         _index_lines(root, (), lines, issues)
@@ -164,11 +167,11 @@ def parse_config(text: str, source: str = "<string>") -> LoadedConfig:
     return LoadedConfig(config, text, config_version(config), source, lines)
 
 
-def _cross_checks(config: ExperimentsConfig, lines: dict[tuple, int]) -> list[ConfigIssue]:
+def _cross_checks(config: ExperimentsConfig, lines: dict[Loc, int]) -> list[ConfigIssue]:
     """Rules that span fields: names unique, every referenced model declared."""
     issues: list[ConfigIssue] = []
 
-    def add(loc: tuple, message: str) -> None:
+    def add(loc: Loc, message: str) -> None:
         issues.append(ConfigIssue(_dotted(loc), _line_of(loc, lines), message))
 
     known = set(config.models) | set(BUILTIN_MODELS)
@@ -192,12 +195,14 @@ def _cross_checks(config: ExperimentsConfig, lines: dict[tuple, int]) -> list[Co
     return issues
 
 
-def _index_lines(node: yaml.Node, path: tuple, out: dict[tuple, int], issues: list) -> None:
+def _index_lines(
+    node: yaml.Node, path: Loc, out: dict[Loc, int], issues: list[ConfigIssue]
+) -> None:
     """Record the 1-based line of every node by its path; flag duplicate mapping keys, which
     PyYAML would otherwise silently resolve to the last one."""
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        seen: set = set()
+        seen: set[object] = set()
         for key_node, value_node in node.value:
             key = key_node.value
             if key in seen:
@@ -214,7 +219,7 @@ def _index_lines(node: yaml.Node, path: tuple, out: dict[tuple, int], issues: li
             _index_lines(item, (*path, i), out, issues)
 
 
-def _strip_union_tags(loc: tuple, data: dict) -> tuple:
+def _strip_union_tags(loc: Loc, data: dict[str, Any]) -> Loc:
     """Drop the discriminator tag pydantic inserts into union locations (models.x.http.url)."""
     if len(loc) >= 3 and loc[0] == "models" and loc[2] in ("inprocess", "http"):
         spec = data.get("models", {}).get(loc[1]) if isinstance(data.get("models"), dict) else None
@@ -223,7 +228,7 @@ def _strip_union_tags(loc: tuple, data: dict) -> tuple:
     return loc
 
 
-def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
+def _line_of(loc: Loc, lines: dict[Loc, int]) -> int | None:
     for end in range(len(loc), -1, -1):
         line = lines.get(tuple(loc[:end]))
         if line is not None:
@@ -231,7 +236,7 @@ def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
     return None
 
 
-def _dotted(loc: tuple) -> str:
+def _dotted(loc: Loc) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

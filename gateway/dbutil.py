@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, CursorResult, Table
+from sqlalchemy.dialects import postgresql, sqlite
 
 
 def insert_ignore(
     conn: Connection,
     table: Table,
-    rows: Sequence[dict],
+    rows: Sequence[dict[str, Any]],
     keys: Sequence[str],
     returning: bool = False,
-):
+) -> CursorResult[Any] | None:
     """INSERT ... ON CONFLICT (keys) DO NOTHING on PostgreSQL and SQLite, so replays and
     retries are idempotent. With `returning`, the result yields the keys of the new rows."""
     if not rows:
         return None
     name = conn.dialect.name
+    stmt: postgresql.Insert | sqlite.Insert
     if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
     elif name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
     else:
         raise NotImplementedError(f"insert_ignore: unsupported database {name!r}")
-    stmt = insert(table).on_conflict_do_nothing(index_elements=list(keys))
     if returning:
-        stmt = stmt.returning(*(table.c[k] for k in keys))
+        return conn.execute(stmt.returning(*(table.c[k] for k in keys)), list(rows))
     return conn.execute(stmt, list(rows))

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 from feedlab.gateway.dbutil import insert_ignore
@@ -192,7 +192,9 @@ class ExposureLog:
         log.warning("exposure log: database unavailable, spooling (%s)", self.stats.last_error)
 
     def _write(self, batch: list[ExposureRecord | ConfigRecord]) -> None:
-        exp_rows, item_rows, cfg_rows = [], [], []
+        exp_rows: list[dict[str, Any]] = []
+        item_rows: list[dict[str, Any]] = []
+        cfg_rows: list[dict[str, Any]] = []
         for r in batch:
             if isinstance(r, ConfigRecord):
                 cfg_rows.append(asdict(r))

@@ -33,11 +33,11 @@ def store_events(engine: Engine, events: list[FeedEventIn]) -> list[FeedEventIn]
     ]
     with engine.begin() as conn:
         result = insert_ignore(conn, feed, rows, ["event_id"], returning=True)
-        new_keys = {row[0] for row in result}
+        new_keys = {row[0] for row in result} if result is not None else set()
     return [e for key, e in unique.items() if key in new_keys]
 
 
-_forwarding: set[asyncio.Task] = set()
+_forwarding: set[asyncio.Task[None]] = set()
 
 
 async def apply_stored(state: GatewayState, new: list[FeedEventIn]) -> None:

@@ -10,6 +10,7 @@ few polls and skips the rows already applied (by `event_id`).
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from feedlab.models.base import Event
 from feedlab.storage.schema import feed
@@ -43,7 +44,7 @@ class FeedFollower:
             self._applied[key] = self._polls
         return fresh
 
-    def fetch(self) -> list[Row]:
+    def fetch(self) -> list[Row[*tuple[Any, ...]]]:
         """Rows above the floor, in id order."""
         f = feed.c
         query = (
@@ -54,7 +55,7 @@ class FeedFollower:
         with self.engine.connect() as conn:
             return list(conn.execute(query).all())
 
-    def take(self, rows: list[Row]) -> list[Event]:
+    def take(self, rows: list[Row[*tuple[Any, ...]]]) -> list[Event]:
         """The events of `rows` not applied yet (now marked); advances the floor."""
         self._polls += 1
         events = []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from feedlab.gateway.exposures import ExposureLog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -78,7 +80,7 @@ class _ExposureCollector(Collector):
     def __init__(self, exposure_log: ExposureLog) -> None:
         self.log = exposure_log
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         s = self.log.stats
         yield GaugeMetricFamily(
             "feedlab_exposure_queue_depth",

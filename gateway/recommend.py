@@ -17,8 +17,8 @@ import numpy as np
 import orjson
 from feedlab.gateway.backends import Backend
 from feedlab.gateway.exposures import ExposureRecord
-from feedlab.gateway.runtime import utcnow
 from feedlab.gateway.state import GatewayState
+from feedlab.storage.clock import utcnow
 
 log = logging.getLogger("feedlab.gateway")
 

@@ -87,13 +87,20 @@ class RuntimeHolder:
         self.path = Path(path)
         self.history = history
         self.posts = posts
-        self.current: Runtime | None = None
+        self._current: Runtime | None = None
         self.last_error: ConfigError | None = None
         self.last_error_at: datetime | None = None
         self.versions: list[tuple[str, datetime]] = []
         self._lock = asyncio.Lock()
         self.on_new_config: Callable[[LoadedConfig, datetime], None] | None = None
         """Called with each newly applied config (the app stores it and updates metrics)."""
+
+    @property
+    def current(self) -> Runtime:
+        """The Runtime in force (the app's start loads the first one before serving)."""
+        if self._current is None:
+            raise RuntimeError("no config loaded yet")
+        return self._current
 
     async def reload(self, trigger: str, reload_models: bool = False) -> Runtime:
         """Load the file; on success swap the Runtime, on failure keep it and raise.
@@ -102,11 +109,12 @@ class RuntimeHolder:
         async with self._lock:
             try:
                 loaded = await asyncio.to_thread(load_config, self.path)
-                unchanged = self.current is not None and loaded.version == self.current.version
-                if unchanged and not reload_models:
+                current = self._current
+                unchanged = current is not None and loaded.version == current.version
+                if current is not None and unchanged and not reload_models:
                     self.last_error = None
-                    return self.current
-                previous = None if reload_models else self.current
+                    return current
+                previous = None if reload_models else current
                 runtime = await build_runtime(loaded, self.history, self.posts, previous)
             except ConfigError as exc:
                 self.last_error, self.last_error_at = exc, utcnow()
@@ -114,7 +122,7 @@ class RuntimeHolder:
                     "config reload (%s) refused, keeping the running config: %s", trigger, exc
                 )
                 raise
-            old, self.current = self.current, runtime
+            old, self._current = self._current, runtime
             self.last_error = None
             if not unchanged:
                 self.versions.append((runtime.version, runtime.loaded_at))
@@ -141,8 +149,8 @@ class RuntimeHolder:
                 await self.reload("file change")
 
     async def aclose(self) -> None:
-        if self.current is not None:
-            for backend in self.current.backends.values():
+        if self._current is not None:
+            for backend in self._current.backends.values():
                 await backend.aclose()
 
 

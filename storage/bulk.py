@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import JSON, Connection, DateTime, Integer, Table
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from tqdm import tqdm
 
 CHUNK_ROWS = 200_000
@@ -51,17 +52,6 @@ def bulk_load(
     return total
 
 
-def bulk_load_chunks(
-    conn: Connection, table: Table, frames: Iterable[pd.DataFrame], *, desc: str | None = None
-) -> int:
-    """`bulk_load` over a stream of frames, with one progress bar counting rows."""
-    total = 0
-    with tqdm(desc=desc or f"loading {table.name}", unit=" rows", disable=None) as bar:
-        for frame in frames:
-            total += bulk_load(conn, table, frame, progress=bar)
-    return total
-
-
 @contextmanager
 def indexes_deferred(conn: Connection, table: Table) -> Iterator[None]:
     """Drop `table`'s secondary indexes for a load into an empty table and rebuild them after.
@@ -69,7 +59,7 @@ def indexes_deferred(conn: Connection, table: Table) -> Iterator[None]:
     Building an index once is several times faster than updating it row by row. Both backends
     have transactional DDL, so if the load fails the caller's rollback restores the indexes.
     """
-    raw = conn.connection.dbapi_connection
+    raw = _dbapi(conn)
     if conn.dialect.name == "sqlite" and not raw.in_transaction:
         raw.execute("BEGIN")  # pysqlite only opens a transaction implicitly before DML
     for index in table.indexes:
@@ -108,7 +98,7 @@ def _copy_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
     buf.seek(0)
     cols = ", ".join(f'"{c}"' for c in chunk.columns)
     sql = f"COPY \"{table.name}\" ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{PG_NULL}')"
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = _dbapi(conn).cursor()
     try:
         cursor.copy_expert(sql, buf)
     finally:
@@ -129,8 +119,15 @@ def _executemany_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> N
     rows = chunk.astype(object).where(chunk.notna(), None).to_numpy().tolist()
     cols = ", ".join(f'"{c}"' for c in chunk.columns)
     marks = ", ".join("?" for _ in chunk.columns)
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = _dbapi(conn).cursor()
     try:
         cursor.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)
     finally:
         cursor.close()
+
+
+def _dbapi(conn: Connection) -> DBAPIConnection:
+    """The driver's connection under `conn` (checked out, so never None here)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    return raw

@@ -16,7 +16,7 @@ import pandas as pd
 from feedlab.storage import schema
 from feedlab.storage.bulk import bulk_load, indexes_deferred
 from feedlab.storage.validation import ImportValidationError, Rows
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, String, Table, func, select, text
 from tqdm import tqdm
 
 PROFILE_COLUMNS = ("age", "gender", "country", "city", "os", "source")
@@ -56,7 +56,7 @@ def users_frame(rows: Rows) -> pd.DataFrame:
         elif column == "age":
             out[column] = rows.integers("age", required=False, low=0, high=150)
         else:
-            out[column] = rows.strings(column, max_len=schema.users.c[column].type.length)
+            out[column] = rows.strings(column, max_len=_max_len(schema.users, column))
     extra = [c for c in frame.columns if c not in ("user_id", *PROFILE_COLUMNS)]
     out["attributes"] = _attributes(frame, extra, rows) if extra else None
     rows.raise_first()
@@ -72,7 +72,7 @@ def posts_frame(rows: Rows) -> pd.DataFrame:
         {
             "post_id": post_id,
             "text": rows.strings("text", empty_is_null=False),
-            "topic": rows.strings("topic", max_len=schema.posts.c.topic.type.length),
+            "topic": rows.strings("topic", max_len=_max_len(schema.posts, "topic")),
             "created_at": (
                 rows.timestamps("created_at", required=False)
                 if "created_at" in rows.frame.columns
@@ -117,7 +117,7 @@ class FeedChecker:
 
     def _event_ids(self, rows: Rows) -> pd.Series:
         """Event ids, unique within the batch and (by 64-bit hash) across earlier batches."""
-        ids = rows.strings("event_id", max_len=schema.feed.c.event_id.type.length)
+        ids = rows.strings("event_id", max_len=_max_len(schema.feed, "event_id"))
         present = ids.notna()
         rows.unique(ids.where(present), "event_id")
         hashes = pd.util.hash_pandas_object(ids[present], index=False).to_numpy(np.uint64)
@@ -241,3 +241,9 @@ __all__ = [
     "posts_frame",
     "users_frame",
 ]
+
+
+def _max_len(table: Table, column: str) -> int | None:
+    """The declared length of a string column (None: unbounded)."""
+    kind = table.c[column].type
+    return kind.length if isinstance(kind, String) else None

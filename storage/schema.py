@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -136,11 +137,18 @@ class PostEmbedding(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
-users = User.__table__
-posts = Post.__table__
-feed = FeedEvent.__table__
-exposures = Exposure.__table__
-exposure_items = ExposureItem.__table__
-experiment_configs = ExperimentConfig.__table__
-post_embeddings = PostEmbedding.__table__
+def _table(model: type[Base]) -> Table:
+    """The mapped class's Table, typed as one (SQLAlchemy declares `__table__` a FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+users = _table(User)
+posts = _table(Post)
+feed = _table(FeedEvent)
+exposures = _table(Exposure)
+exposure_items = _table(ExposureItem)
+experiment_configs = _table(ExperimentConfig)
+post_embeddings = _table(PostEmbedding)
 metadata = Base.metadata

@@ -44,7 +44,7 @@ class Rows:
             lines,
             unit,
         )
-        self.first_error: tuple[int, str, str] | None = None
+        self.first_error: tuple[int, str | None, str] | None = None
 
     def fail(self, position: int, column: str | None, message: str) -> None:
         """Remember a bad row; only the earliest one is reported by `raise_first`."""

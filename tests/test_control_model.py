@@ -143,14 +143,14 @@ def test_exclude_and_new_posts(trained):
 
 
 def test_train_command_writes_artifact(tmp_path):
-    from feedlab.storage.engine import make_engine
     from typer.testing import CliRunner
 
     from feedlab.cli import app
+    from tests.support.db import migrated
 
     history, catalog, _ = world(seed=1)
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    engine = make_engine(url)
+    engine = migrated(url)
     stored_world.store(engine, catalog, history)
     engine.dispose()
     out = tmp_path / "artifact"

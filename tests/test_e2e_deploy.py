@@ -107,9 +107,8 @@ def test_dockerfile_installs_the_project_with_the_pinned_torch() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     pin = next(d for d in project["project"]["dependencies"] if d.startswith("torch"))
     assert f"pip install {pin} --index-url https://download.pytorch.org/whl/cpu" in dockerfile
-    for package in project["tool"]["setuptools"]["packages"]["find"]["include"]:
-        name = package.rstrip("*")
-        assert f"COPY {name} ./{name}" in dockerfile, name
+    for folder in project["tool"]["setuptools"]["package-dir"].values():
+        assert f"COPY {folder} ./{folder}" in dockerfile, folder
     assert "RUN pip install ." in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "*.db", "artifacts", "shared", "data"} <= set(ignored)

@@ -187,12 +187,12 @@ def test_load_with_a_live_catalog_embeds_posts_the_artifact_never_saw(
 def test_feedlab_train_test_writes_a_loadable_artifact_from_the_database(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    from feedlab.storage.engine import make_engine
     from typer.testing import CliRunner
 
     from feedlab.cli import app
+    from tests.support.db import migrated
 
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     stored_world.store(engine, world.catalog(), world.history(), user_ids=range(1, 41))
     out = tmp_path / "artifact"
     result = CliRunner().invoke(

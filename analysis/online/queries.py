@@ -365,7 +365,7 @@ class Workspace:
             .group_by(b)
             .order_by(b)
         )
-        return list(self.conn.execute(q).tuples())
+        return [tuple(row) for row in self.conn.execute(q)]
 
     def daily_increments(self, moments: dict[str, Callable[[dict], ColumnElement]]) -> list[dict]:
         """Per (arm, day): the increments of each per-user moment when the user's cumulative
@@ -478,4 +478,4 @@ def _ranked_percentiles(conn: Connection, cond: ColumnElement[bool]) -> list[tup
         .where(or_(r.rn == p50, r.rn == p95))
         .group_by(r.exp_group)
     )
-    return list(conn.execute(q).tuples())
+    return [tuple(row) for row in conn.execute(q)]

@@ -4,6 +4,7 @@ accumulated chunk by chunk (streamable, no resampling index over all users)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ class BootstrapResult:
     lift_ci_low: float
     lift_ci_high: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

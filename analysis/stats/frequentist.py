@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from feedlab.analysis.stats.moments import JointStats, MeanStats
 from scipy import stats
@@ -27,7 +28,7 @@ class Comparison:
     statistic: float
     se: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -13,12 +13,16 @@ import functools
 import itertools
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import optimize, stats
 
 GRID = 801
 MAX_BOUNDARY = 40.0
+
+Vector = npt.NDArray[np.float64]
 
 
 def obf_spending(t: float, alpha: float = 0.05) -> float:
@@ -39,12 +43,14 @@ def _boundaries(t: tuple[float, ...], alpha: float) -> tuple[float, ...]:
         raise ValueError("information fractions must be positive and strictly increasing")
     bounds: list[float] = []
     spent = 0.0
-    grid = density = None  # continuation density of B(t_{k-1}) on a grid
+    # continuation density of B(t_{k-1}) on a grid
+    grid: Vector | None = None
+    density: Vector | None = None
     t_prev = 0.0
     for tk in t:
         target = obf_spending(tk, alpha) - spent
         spent += max(target, 0.0)
-        if grid is None:
+        if grid is None or density is None:
             c = float(stats.norm.isf(target / 2)) if target > 0 else MAX_BOUNDARY
             c = min(c, MAX_BOUNDARY)
         else:
@@ -55,14 +61,14 @@ def _boundaries(t: tuple[float, ...], alpha: float) -> tuple[float, ...]:
     return tuple(bounds)
 
 
-def _crossing_prob(grid, density, tk: float, dt: float, c: float) -> float:
+def _crossing_prob(grid: Vector, density: Vector, tk: float, dt: float, c: float) -> float:
     edge = c * math.sqrt(tk)
     sd = math.sqrt(dt)
     tail = stats.norm.sf((edge - grid) / sd) + stats.norm.cdf((-edge - grid) / sd)
     return float(np.trapezoid(density * tail, grid))
 
 
-def _solve_boundary(grid, density, tk: float, dt: float, target: float) -> float:
+def _solve_boundary(grid: Vector, density: Vector, tk: float, dt: float, target: float) -> float:
     if target <= 0 or _crossing_prob(grid, density, tk, dt, MAX_BOUNDARY) >= target:
         return MAX_BOUNDARY
     return float(
@@ -72,11 +78,13 @@ def _solve_boundary(grid, density, tk: float, dt: float, target: float) -> float
     )
 
 
-def _next_density(grid, density, tk: float, dt: float, c: float):
+def _next_density(
+    grid: Vector | None, density: Vector | None, tk: float, dt: float, c: float
+) -> tuple[Vector, Vector]:
     """Sub-density of B(t_k) on the continuation region |B| < c sqrt(t_k)."""
     edge = min(c, 8.0) * math.sqrt(tk)
     new_grid = np.linspace(-edge, edge, GRID)
-    if grid is None:
+    if grid is None or density is None:
         return new_grid, stats.norm.pdf(new_grid, scale=math.sqrt(tk))
     kernel = stats.norm.pdf((new_grid[:, None] - grid[None, :]) / math.sqrt(dt)) / math.sqrt(dt)
     return new_grid, np.trapezoid(kernel * density[None, :], grid, axis=1)
@@ -90,7 +98,7 @@ class SequentialResult:
     rejected: bool
     first_crossing: int | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

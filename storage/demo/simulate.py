@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -194,7 +194,7 @@ def _event(at: datetime, user_id: int, post_id: int, action: str) -> dict:
     }
 
 
-def _request(http: httpx.Client, method: str, path: str, **kwargs) -> dict | list | None:
+def _request(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     """JSON body of a 2xx answer; transport errors and 5xx are retried (POST /feed is
     idempotent by event id), anything else counts as an error (None). A gateway that cannot
     be reached at all ends the simulation (GatewayUnreachable) instead of failing every request."""
@@ -276,7 +276,7 @@ def demo_judge(spec_path: Path) -> ProbabilityJudge:
 
     def probability(user_id: int, post_ids: Sequence[int], at: datetime) -> Sequence[float]:
         users = np.full(len(post_ids), user_id, dtype=np.int64)
-        return model.like_probability(users, np.asarray(post_ids), np.datetime64(at, "s"))
+        return model.like_probability(users, np.asarray(post_ids), at).tolist()
 
     return ProbabilityJudge(probability)
 
