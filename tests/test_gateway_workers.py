@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from feedlab.gateway.feed_sync import FeedFollower, last_feed_id
 from feedlab.storage.schema import feed
 from sqlalchemy import Engine, insert
@@ -54,6 +55,8 @@ def test_follower_yields_each_foreign_row_once_also_when_ids_commit_out_of_order
     assert [e.post_id for e in follower.take(follower.fetch())] == [6]
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_a_like_posted_to_one_worker_is_excluded_by_all(pg_url: str, tmp_path: Path):
     engine = migrated(pg_url)
     seed_world(engine)
