@@ -3,8 +3,8 @@
 The demo world's likes come from a hidden model (`storage.demo.preferences`): besides
 demographics, topic affinity and post quality, each user prefers one sub-theme per topic. A
 text model can at best recover that preference from the user's likes. This script trains the
-control arm, then evaluates on the DESIGN protocol pairs (W = 7 days, K = 5, T0 = median view
-time):
+control arm, then evaluates on the rolling-origin pairs of docs/architecture.md (W = 7 days,
+K = 5, T0 = median view time):
 
 - control;
 - taste oracle: control's score + w * [post in the user's preferred sub-theme], w = the world's

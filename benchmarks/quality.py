@@ -3,7 +3,8 @@
 Datasets: MovieLens 100K from ../shared/data (imported with `storage.importers.movielens`) and
 the demo world (`storage.demo.world`), each into a throw-away SQLite file. The arms (control
 and test by default) are trained on events before T0 (the median view time), then everything
-is evaluated with the DESIGN protocol (W = 7 days, K = 5) on the same (user, window) pairs.
+is evaluated with the rolling-origin protocol (docs/architecture.md; W = 7 days, K = 5) on the
+same (user, window) pairs.
 
     .venv/bin/python benchmarks/quality.py [--skip-demo] [--demo-users 1000] [--arms control test]
         [--demo-posts-csv ../shared/data/bbc-news/bbc_articles.csv.gz]

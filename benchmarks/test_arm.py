@@ -4,7 +4,7 @@ process memory with the sentence-transformers model loaded.
 Builds a demo world in memory (7,000 posts with generated texts by default, or real BBC texts
 with --posts-csv), embeds every post with a cold cache (throughput), trains a small test-arm
 artifact, loads it through `models.registry.load_model` and times `recommend()` in process at
-a fresh `at` per call (so per-request work is not cached away). Budget (issue 5): p50 ≤ 5 ms,
+a fresh `at` per call (so per-request work is not cached away). Budget: p50 ≤ 5 ms,
 p99 ≤ 20 ms.
 
     .venv/bin/python benchmarks/test_arm.py

@@ -1,4 +1,4 @@
-"""Salted-hash assignment of users to experiment arms (DESIGN.md), a pure function.
+"""Salted-hash assignment of users to experiment arms (docs/architecture.md), a pure function.
 
     h      = int(md5((str(user_id) + salt).encode()).hexdigest(), 16)
     bucket = h % 10000                 # the experiment takes buckets [0, traffic*100)
@@ -37,7 +37,7 @@ def hash_value(user_id: int, salt: str) -> int:
 
 
 def bucket_of(user_id: int, salt: str) -> int:
-    """The DESIGN.md bucket in [0, 10000)."""
+    """The bucket in [0, 10000) that decides whether an experiment takes the user."""
     return hash_value(user_id, salt) % BUCKETS
 
 

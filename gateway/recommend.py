@@ -32,7 +32,6 @@ class Served:
 async def serve(state: GatewayState, user_id: int, at: datetime, limit: int) -> Served:
     start = time.perf_counter()
     runtime = state.holder.current
-    assert runtime is not None, "the lifespan loads a config before serving"
     who = runtime.assigner.assign(user_id)
     backend: Backend = runtime.backends[who.model] if state.is_known(user_id) else state.popular
     fallback = False

@@ -26,7 +26,7 @@ class PostOut(BaseModel):
 
 
 class RecommendationsOut(BaseModel):
-    """The contract of DESIGN.md; the request id is in the `X-Request-ID` header."""
+    """The response contract (docs/architecture.md); the request id is in `X-Request-ID`."""
 
     exp_group: str
     recommendations: list[PostOut]

@@ -107,7 +107,7 @@ class FeedChecker:
         rows.known(out["user_id"], self.user_ids, "user_id", "user")
         rows.known(out["post_id"], self.post_ids, "post_id", "post")
         likes = out["action"].eq(schema.LIKE)
-        out.loc[likes, "target"] = pd.NA  # DESIGN: target is NULL for likes
+        out.loc[likes, "target"] = pd.NA  # target is NULL for likes
         if "event_id" in rows.frame.columns:
             out["event_id"] = self._event_ids(rows)
         rows.raise_first()

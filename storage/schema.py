@@ -1,4 +1,5 @@
-"""The feedlab data model (DESIGN.md): one SQLAlchemy 2.0 metadata for SQLite and PostgreSQL."""
+"""The feedlab data model (docs/architecture.md): one SQLAlchemy 2.0 metadata for SQLite
+and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The assignment function: DESIGN formula, split, independence, stability, SQL twin, CLI."""
+"""The assignment function: the documented formula, split, independence, stability, SQL twin,
+CLI."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def evaluate_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     url: str = typer.Option(None, "--url", help=URL_HELP),
 ) -> None:
-    """Rolling-origin HitRate@K (DESIGN.md protocol) with baselines on the same pairs."""
+    """Rolling-origin HitRate@K (docs/architecture.md) with baselines on the same pairs."""
     from feedlab.analysis.offline.report import ModelSpec, comparison_text, run, table
     from feedlab.models.catalog import PostCatalog, UserProfiles
     from feedlab.models.history import History

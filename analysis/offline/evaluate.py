@@ -1,4 +1,4 @@
-"""Rolling-origin HitRate@K (DESIGN.md "Offline evaluation").
+"""Rolling-origin HitRate@K (docs/architecture.md, "The evaluation protocol").
 
 For each window start t = T0, T0+W, ... (while t is before the last event): the evaluation users
 are those with a like in [t, t+W) and at least one event before t; each gets K posts

@@ -1,4 +1,4 @@
-"""The feed CSV layout (DESIGN.md): users.csv, posts.csv and feed.csv (`.gz` works too).
+"""The feed CSV layout (README, "Data"): users.csv, posts.csv and feed.csv (`.gz` works too).
 
 users/posts are read with the `csv` module so reported line numbers stay exact even when a
 quoted post text spans several lines; feed.csv is read by pandas in chunks (one event per line).

@@ -1,4 +1,4 @@
-"""MovieLens 100K (GroupLens) mapped onto users/posts/feed, as ../shared/data/README.md says.
+"""MovieLens 100K (GroupLens: u.user, u.item, u.genre, u.data) mapped onto users/posts/feed.
 
 - users: age and gender as given; occupation, zip and the zip's first digit (`zip_region`) go to
   `attributes`; country is "US"; for a 5-digit zip, `city` holds the US ZIP region of its first

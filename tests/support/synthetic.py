@@ -14,7 +14,7 @@ from sqlalchemy import Connection, insert
 
 
 def config_yaml(experiment: str, salt: str, weights: dict[str, float], traffic: float = 100) -> str:
-    """An experiments.yaml (DESIGN.md layout) with one running experiment."""
+    """An experiments.yaml (the shipped layout) with one running experiment."""
     arms = [{"name": a, "model": a, "weight": w} for a, w in weights.items()]
     models = {a: {"backend": "inprocess"} for a in weights}
     return yaml.safe_dump(
