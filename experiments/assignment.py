@@ -36,11 +36,6 @@ def hash_value(user_id: int, salt: str) -> int:
     return int(hashlib.md5((str(user_id) + salt).encode()).hexdigest(), 16)
 
 
-def bucket_of(user_id: int, salt: str) -> int:
-    """The bucket in [0, 10000) that decides whether an experiment takes the user."""
-    return hash_value(user_id, salt) % BUCKETS
-
-
 def arm_bounds(weights: list[float]) -> list[int]:
     """Upper slot bound (exclusive) of each arm: consecutive ranges proportional to weights."""
     total = float(sum(weights))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from feedlab.experiments.assignment import Assigner, assign, assignment_sql, bucket_of
+from feedlab.experiments.assignment import Assigner, assign, assignment_sql
 from feedlab.experiments.config import ExperimentsConfig, parse_config
 from scipy.stats import chi2_contingency, chisquare
 from sqlalchemy import Engine, text
@@ -44,10 +44,15 @@ def groups(config: ExperimentsConfig, n: int = N) -> list[str]:
     return [assigner.assign(u).exp_group for u in range(n)]
 
 
-def test_bucket_is_the_design_formula() -> None:
-    for uid in (0, 1, 42, 10**12):
-        expected = int(hashlib.md5((str(uid) + "salt").encode()).hexdigest(), 16) % 10000
-        assert bucket_of(uid, "salt") == expected
+def test_assignment_is_the_documented_formula() -> None:
+    """bucket = md5(user_id + salt) % 10000 decides entry; slot = (h // 10000) % 10000 the arm."""
+    assigner = Assigner(make_config(salt="salt", traffic=37, weights=(30, 70)))
+    for uid in (*range(2000), 10**12):
+        h = int(hashlib.md5((str(uid) + "salt").encode()).hexdigest(), 16)
+        expected = (
+            "default" if h % 10000 >= 3700 else "arm0" if (h // 10000) % 10000 < 3000 else "arm1"
+        )
+        assert assigner.assign(uid).exp_group == expected, uid
 
 
 def test_deterministic_and_pure() -> None:
