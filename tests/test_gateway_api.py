@@ -10,23 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 from feedlab.gateway.app import create_app
-from feedlab.gateway.settings import Settings
 
-from tests.support.db import migrated
-from tests.support.gateway import ServerThread, seed_world, write_config
+from tests.support.gateway import ServerThread, seeded_gateway
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def gateway_url(pg_url: str, tmp_path: Path) -> Iterator[str]:
-    engine = migrated(pg_url)
-    seed_world(engine)
-    settings = Settings(
-        database_url=pg_url,
-        config_path=write_config(tmp_path / "exp.yaml"),
-        spool_dir=tmp_path / "spool",
-    )
+    engine, settings = seeded_gateway(pg_url, tmp_path)
     with ServerThread(create_app(settings)) as server:
         yield server.url
     engine.dispose()

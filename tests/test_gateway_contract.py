@@ -25,8 +25,7 @@ from feedlab.storage.schema import exposure_items, exposures, feed
 from sqlalchemy import Engine, Table, func, select
 
 from feedlab.processes import free_port
-from tests.support.db import migrated
-from tests.support.gateway import seed_world, write_config
+from tests.support.gateway import seeded_gateway, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -56,15 +55,7 @@ class World:
 @pytest.fixture
 def world(db_url: str, tmp_path: Path) -> Iterator[World]:
     """The seeded world (10 users, 30 posts, January 2024) and the gateway's settings."""
-    engine = migrated(db_url)
-    seed_world(engine)
-    settings = Settings(
-        database_url=db_url,
-        config_path=write_config(tmp_path / "exp.yaml"),
-        spool_dir=tmp_path / "spool",
-        admin_token=TOKEN,
-        watch_config=False,
-    )
+    engine, settings = seeded_gateway(db_url, tmp_path, admin_token=TOKEN, watch_config=False)
     yield World(engine, settings)
     engine.dispose()
 

@@ -13,14 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from feedlab.gateway.settings import Settings
 from feedlab.storage.schema import feed, posts, users
 from sqlalchemy import Engine, insert
 
 from feedlab.processes import free_port
+from tests.support.db import migrated
 
 T0 = datetime(2024, 1, 1)
 TOPICS = ("news", "sport", "movie", "tech")
@@ -58,6 +61,17 @@ def seed_world(engine: Engine, n_users: int = 10, n_posts: int = 30) -> None:
             ],
         )
         conn.execute(insert(feed), rows)
+
+
+def seeded_gateway(url: str, folder: Path, **settings: Any) -> tuple[Engine, Settings]:
+    """A migrated database at `url` holding `seed_world`, and gateway settings over it (the
+    config and the spool in `folder`)."""
+    engine = migrated(url)
+    seed_world(engine)
+    config = write_config(folder / "exp.yaml")
+    return engine, Settings(
+        database_url=url, config_path=config, spool_dir=folder / "spool", **settings
+    )
 
 
 def write_config(path: Path, salt: str = "s1", traffic: float = 100, **models: str) -> Path:
