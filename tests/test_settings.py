@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import pickle
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,21 @@ def test_every_setting_is_in_the_readme_table() -> None:
     names = {env_name(Settings, f) for f in Settings.model_fields}
     assert names <= documented, f"undocumented: {sorted(names - documented)}"
     assert {"FEEDLAB_EXPERIMENTS", "FEEDLAB_WATCH_CONFIG", "FEEDLAB_FEED_SYNC_INTERVAL"} <= names
+
+
+def test_every_feedlab_variable_named_anywhere_is_in_the_readme() -> None:
+    """Also those only the tests, the benchmarks or the deployment files read."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    named = set()
+    for name in tracked:
+        path = REPO / name
+        if path.is_file() and path.suffix in {".py", ".yml", ".yaml", ".md", ""}:
+            named |= set(re.findall(r"FEEDLAB_[A-Z_]*[A-Z]", path.read_text(errors="ignore")))
+    readme = (REPO / "README.md").read_text()
+    assert {"FEEDLAB_DATABASE_URL", "FEEDLAB_TEST_POSTGRES_URL"} <= named
+    assert sorted(n for n in named if f"`{n}`" not in readme) == []
 
 
 def test_environment_is_read_and_typed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
