@@ -64,7 +64,6 @@ class ConfigRecord:
 
 @dataclass
 class ExposureStats:
-    submitted: int = 0
     written: int = 0
     spooled: int = 0
     replayed: int = 0
@@ -104,7 +103,6 @@ class ExposureLog:
 
     def submit(self, record: ExposureRecord | ConfigRecord) -> None:
         """Hand a record to the writer; never waits for the database."""
-        self.stats.submitted += 1
         if self._thread is None or self._stop.is_set():
             self._spool([record])
             return
