@@ -6,6 +6,7 @@ product looks at `os.environ`. The README's configuration table lists every vari
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///feedlab.db"
@@ -25,3 +26,15 @@ class DatabaseSettings(BaseSettings):
 def database_url(url: str | None = None) -> str:
     """The URL a command uses: its `--url`, else `FEEDLAB_DATABASE_URL`, else the default."""
     return url or DatabaseSettings().database_url
+
+
+def describe_error(settings: type[BaseSettings], exc: ValidationError) -> str:
+    """One line per bad value, naming the variable (or flag) it came from."""
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        alias = settings.model_fields[field].validation_alias if field else None
+        names = getattr(alias, "choices", None) or [f"FEEDLAB_{field.upper()}"]
+        variable = next((n for n in names if str(n).startswith("FEEDLAB_")), field)
+        lines.append(f"{variable} ({field}): {err['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

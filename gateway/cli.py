@@ -42,13 +42,20 @@ def serve(
     from feedlab.experiments.config import ConfigError, load_config
     from feedlab.gateway.app import create_app
     from feedlab.gateway.settings import Settings
+    from pydantic import ValidationError
+
+    from feedlab.settings import describe_error
 
     flags: dict[str, Any] = {
         "config_path": config,
         "spool_dir": spool_dir,
         "watch_config": False if no_watch else None,
     }
-    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    try:
+        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        typer.echo(describe_error(Settings, exc), err=True)
+        raise typer.Exit(2) from None
     try:
         load_config(settings.config_path)
     except ConfigError as exc:

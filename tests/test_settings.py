@@ -93,3 +93,16 @@ def test_nothing_else_in_the_product_reads_the_environment() -> None:
         if _reads_environment(node)
     ]
     assert not offenders, offenders
+
+
+def test_serve_refuses_bad_settings_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from feedlab.cli import app
+
+    monkeypatch.setenv("FEEDLAB_WATCH_CONFIG", "maybe")
+    monkeypatch.setenv("FEEDLAB_EXPOSURE_BATCH_SIZE", "0")
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "FEEDLAB_WATCH_CONFIG (watch_config): Input should be a valid boolean" in result.output
+    assert "FEEDLAB_EXPOSURE_BATCH_SIZE (exposure_batch_size)" in result.output
