@@ -27,7 +27,7 @@ UrlOption = Annotated[str | None, typer.Option("--url", help=URL_HELP)]
 OutOption = Annotated[Path, typer.Option("--out", help="Artifact folder.")]
 IterationsOption = Annotated[
     int | None,
-    typer.Option("--iterations", min=10, help="Max CatBoost trees (default: TrainConfig's)."),
+    typer.Option("--iterations", min=10, help="Max CatBoost trees (default: RankerConfig's)."),
 ]
 
 train_app = typer.Typer(help="Train a model arm into an artifact folder.", no_args_is_help=True)
@@ -119,11 +119,11 @@ def run_train_control(
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train; returns meta."""
-    from feedlab.models.control.train import TrainConfig, train
+    from feedlab.models import control
 
-    config = TrainConfig() if iterations is None else TrainConfig(iterations=iterations)
+    config = control.config() if iterations is None else control.config(iterations=iterations)
     with training_inputs(url, t0) as (_, history, posts, users, start):
-        return train(history, posts, users, start, out, config, progress=progress)
+        return control.train(history, posts, users, start, out, config, progress=progress)
 
 
 def run_train_test(
@@ -136,11 +136,11 @@ def run_train_test(
 ) -> dict:
     """Load History, posts and users from the database at `url` and train the test arm with the
     table's embedding cache; returns meta."""
-    from feedlab.models.test.embeddings import DEFAULT_MODEL
-    from feedlab.models.test.train import TrainConfig, train
+    from feedlab.models import test
 
-    config = TrainConfig(embedding_model=embedding_model or DEFAULT_MODEL)
-    if iterations is not None:
-        config.iterations = iterations
+    config = test.config() if iterations is None else test.config(iterations=iterations)
+    embedding = test.EmbeddingConfig(model=embedding_model or test.DEFAULT_MODEL)
     with training_inputs(url, t0) as (engine, history, posts, users, start):
-        return train(history, posts, users, start, out, config, engine=engine, progress=progress)
+        return test.train(
+            history, posts, users, start, out, config, embedding, engine=engine, progress=progress
+        )
