@@ -88,6 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from feedlab.models import test
+    from feedlab.models.ranker import TrainingSet
     from feedlab.models.test.embeddings import Embedder, EmbeddingCache, embed_texts, text_hash
 
     rows: list[tuple[str, str]] = []
@@ -123,7 +124,8 @@ def main() -> None:
         config = test.config(iterations=200, max_cutoffs=4, step_days=2, min_history_days=7)
         t = time.perf_counter()
         _seed_artifact_cache(out, cache)
-        test.train(history, posts, None, t0, out, config, cache_from=out, progress=True)
+        data = TrainingSet(history, posts, None, t0)
+        test.train(data, out, config, cache_from=out, progress=True)
         rows.append(("train (200 trees, cached vectors)", f"{time.perf_counter() - t:.1f} s"))
         model = load_model("test", out, history)
         one_blas_thread()  # as the gateway and model services do; torch keeps its threads

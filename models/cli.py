@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from feedlab.models.catalog import PostCatalog, UserProfiles
-    from feedlab.models.history import History
+    from feedlab.models.ranker import TrainingSet
     from sqlalchemy import Engine
 
 URL_HELP = "Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
@@ -81,14 +80,13 @@ def train_test(
 
 
 @contextmanager
-def training_inputs(
-    url: str | None, t0: datetime | None
-) -> Iterator[tuple[Engine, History, PostCatalog, UserProfiles, datetime]]:
-    """(engine, history, posts, users, T0) from the database at `url`; T0 defaults to the
+def training_inputs(url: str | None, t0: datetime | None) -> Iterator[tuple[Engine, TrainingSet]]:
+    """(engine, what to train on) from the database at `url`; T0 defaults to the
     median view time. Training errors about T0 become a `--t0` usage error."""
     from feedlab.analysis.offline.evaluate import median_time
     from feedlab.models.catalog import PostCatalog, UserProfiles
     from feedlab.models.history import History, from_us, to_us
+    from feedlab.models.ranker import TrainingSet
     from feedlab.storage.engine import make_engine
 
     from feedlab.settings import database_url
@@ -104,7 +102,7 @@ def training_inputs(
         users = UserProfiles.from_engine(engine)
         start = median_time(history) if t0 is None else from_us(to_us(t0))
         try:
-            yield engine, history, posts, users, start
+            yield engine, TrainingSet(history, posts, users, start)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--t0") from None
     finally:
@@ -122,8 +120,8 @@ def run_train_control(
     from feedlab.models import control
 
     config = control.config() if iterations is None else control.config(iterations=iterations)
-    with training_inputs(url, t0) as (_, history, posts, users, start):
-        return control.train(history, posts, users, start, out, config, progress=progress)
+    with training_inputs(url, t0) as (_, data):
+        return control.train(data, out, config, progress=progress)
 
 
 def run_train_test(
@@ -140,7 +138,5 @@ def run_train_test(
 
     config = test.config() if iterations is None else test.config(iterations=iterations)
     embedding = test.EmbeddingConfig(model=embedding_model or test.DEFAULT_MODEL)
-    with training_inputs(url, t0) as (engine, history, posts, users, start):
-        return test.train(
-            history, posts, users, start, out, config, embedding, engine=engine, progress=progress
-        )
+    with training_inputs(url, t0) as (engine, data):
+        return test.train(data, out, config, embedding, engine=engine, progress=progress)

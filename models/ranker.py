@@ -94,6 +94,17 @@ class RankerConfig:
         return config
 
 
+@dataclass(frozen=True)
+class TrainingSet:
+    """What a ranker is fitted on: the events (only those before `t0` are read), the post
+    catalog and the user profiles."""
+
+    history: History
+    posts: PostCatalog
+    users: UserProfiles | None
+    t0: datetime
+
+
 class Extension(Protocol):
     """What an arm adds to the shared blocks and sources, for one catalog."""
 
@@ -131,26 +142,19 @@ class Ranker:
 
     # fitting ----------------------------------------------------------------------------
 
-    def fit(
-        self,
-        history: History,
-        posts: PostCatalog,
-        users: UserProfiles | None,
-        t0: datetime,
-        progress: bool = True,
-    ) -> Ranker:
-        """Fit on the events before `t0` only."""
+    def fit(self, data: TrainingSet, progress: bool = True) -> Ranker:
+        """Fit on the events before `data.t0` only."""
         from tqdm import tqdm
 
-        config = self.config
+        config, t0 = self.config, data.t0
         started = time.perf_counter()
-        past = history.until(t0)
+        past = data.history.until(t0)
         span = past.time_range()
         if span is None:
             raise ValueError(f"t0: no events before {t0}")
-        self.fit_tables(posts, users)
+        self.fit_tables(data.posts, data.users)
         points = cutoffs(past, t0, config)
-        pipeline = self.pipeline(past, posts, self.users_)
+        pipeline = self.pipeline(past, data.posts, self.users_)
         shares = share_columns(config.prior_windows)
         wanted = list(dict.fromkeys([*shares, POPULAR_COLUMN, *config.ranker_columns]))
         per_cutoff = rows_per_cutoff(pipeline, points, wanted, config.window_days, progress)

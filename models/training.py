@@ -48,15 +48,6 @@ class TrainingRows:
         return TrainingRows(self.matrix[mask], self.labels[mask], self.groups[mask], self.columns)
 
 
-def history_before(history: History, t0: datetime) -> tuple[History, tuple[datetime, datetime]]:
-    """The events before `t0` (all that training may see) and their time span."""
-    past = history.until(t0)
-    span = past.time_range()
-    if span is None:
-        raise ValueError(f"t0: no events before {t0}")
-    return past, span
-
-
 def cutoffs(history: History, t0: datetime, config: CutoffConfig) -> list[datetime]:
     """Training cutoffs, oldest first; each label window [c, c+W) ends by T0."""
     span = history.time_range()

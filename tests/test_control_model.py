@@ -11,6 +11,7 @@ from feedlab.models.base import Event
 from feedlab.models.catalog import PostCatalog, UserProfiles
 from feedlab.models.control import config, train
 from feedlab.models.history import History, from_us
+from feedlab.models.ranker import TrainingSet
 from feedlab.models.registry import load_model
 
 from tests.support import stored_world
@@ -63,7 +64,7 @@ CONFIG = config(iterations=60, step_days=2, max_cutoffs=10, text_dim=8)
 def trained(tmp_path_factory):
     history, catalog, profiles = world()
     out = tmp_path_factory.mktemp("control")
-    meta = train(history, catalog, profiles, T0, out, CONFIG, progress=False)
+    meta = train(TrainingSet(history, catalog, profiles, T0), out, CONFIG, progress=False)
     return history, catalog, profiles, out, meta
 
 
@@ -74,7 +75,8 @@ def test_training_never_sees_events_after_t0(trained):
     assert datetime.fromisoformat(data["label_windows_end"]) <= T0
     assert data["events"] == len(history.until(T0))
     # the same training with every post-T0 event removed gives the same model
-    again = train(history.until(T0), catalog, profiles, T0, out.parent / "again", CONFIG, False)
+    only_past = TrainingSet(history.until(T0), catalog, profiles, T0)
+    again = train(only_past, out.parent / "again", CONFIG, False)
     assert again["scorer"] == meta["scorer"]
     assert again["training_data"] == data
     on_disk = json.loads((out / "meta.json").read_text())

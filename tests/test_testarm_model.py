@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from feedlab.models.base import Event, Recommender
 from feedlab.models.candidates import CoVisited
+from feedlab.models.ranker import TrainingSet
 from feedlab.models.registry import load_model
-from feedlab.models.test import config, post_vector, train
+from feedlab.models.test import config, train
 from feedlab.models.test.taste import EmbeddingFeatures, TasteConfig, user_taste
 from feedlab.storage.schema import post_embeddings
 from sqlalchemy import Engine, func, select
@@ -35,10 +36,16 @@ def embedding_vectors(model) -> np.ndarray:
     return next(b for b in blocks if isinstance(b, EmbeddingFeatures)).vectors
 
 
+def post_vector(model, post_id: int) -> np.ndarray:
+    """The vector the loaded model uses for one post."""
+    return embedding_vectors(model)[model.catalog.index.get(post_id)]
+
+
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("testarm") / "artifact"
-    train(world.history(), world.catalog(), world.profiles(), world.T0, out, CONFIG, progress=False)
+    data = TrainingSet(world.history(), world.catalog(), world.profiles(), world.T0)
+    train(data, out, CONFIG, progress=False)
     return out
 
 

@@ -7,14 +7,13 @@ calls; `train(...)` writes the artifact folder.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from feedlab.models.catalog import PostCatalog, UserProfiles
 from feedlab.models.features import USER_NAMES
 from feedlab.models.history import History
-from feedlab.models.ranker import RankedRecommender, Ranker, RankerConfig
+from feedlab.models.ranker import RankedRecommender, Ranker, RankerConfig, TrainingSet
 
 NAME = "control"
 RANKER_COLUMNS = (*USER_NAMES, "user_text_sim")
@@ -26,17 +25,10 @@ def config(**overrides: Any) -> RankerConfig:
 
 
 def train(
-    history: History,
-    posts: PostCatalog,
-    users: UserProfiles | None,
-    t0: datetime,
-    out: Path,
-    ranker_config: RankerConfig | None = None,
-    progress: bool = True,
+    data: TrainingSet, out: Path, ranker_config: RankerConfig | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """Train on events before `t0`, write the artifact folder `out`, return its meta."""
-    ranker = Ranker(ranker_config or config()).fit(history, posts, users, t0, progress)
-    return ranker.save(out, NAME, {})
+    """Train on events before `data.t0`, write the artifact folder `out`, return its meta."""
+    return Ranker(ranker_config or config()).fit(data, progress).save(out, NAME, {})
 
 
 def load(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,13 +20,12 @@ from feedlab.models.candidates import CandidateSource
 from feedlab.models.catalog import PostCatalog, UserProfiles
 from feedlab.models.features import USER_NAMES, FeatureBlock, PostTable
 from feedlab.models.history import History
-from feedlab.models.ranker import RankedRecommender, Ranker, RankerConfig
+from feedlab.models.ranker import RankedRecommender, Ranker, RankerConfig, TrainingSet
 from feedlab.models.test.embeddings import (
     DEFAULT_MODEL,
     Embedder,
     EmbeddingCache,
     embed_texts,
-    text_hash,
 )
 from feedlab.models.test.taste import EmbeddingFeatures, NearestToTaste, TasteConfig
 
@@ -112,10 +110,7 @@ def load_artifact_vectors(path: Path, cache: EmbeddingCache) -> None:
 
 
 def train(
-    history: History,
-    posts: PostCatalog,
-    users: UserProfiles | None,
-    t0: datetime,
+    data: TrainingSet,
     out: Path,
     ranker_config: RankerConfig | None = None,
     embedding: EmbeddingConfig | None = None,
@@ -123,19 +118,20 @@ def train(
     cache_from: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train on events before `t0`, write the artifact folder `out`, return its meta.
+    """Train on events before `data.t0`, write the artifact folder `out`, return its meta.
     `engine`: where the `post_embeddings` cache lives (None: no table cache); `cache_from`:
     an earlier artifact whose vectors may be reused (default: `out` itself)."""
     import time
 
     embedding = embedding or EmbeddingConfig()
+    posts = data.posts
     started = time.perf_counter()
     vectors, hashes, embedder, cache, fresh = post_embeddings(
         posts, embedding.model, engine, cache_from or out, progress
     )
     embed_seconds = time.perf_counter() - started
     extension = EmbeddingExtension(embedding, embedder, cache)
-    ranker = Ranker(ranker_config or config(), extension).fit(history, posts, users, t0, progress)
+    ranker = Ranker(ranker_config or config(), extension).fit(data, progress)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(
         out / EMBEDDINGS_FILE,
@@ -177,15 +173,3 @@ def load(
     saved = np.load(path / EMBEDDINGS_FILE)
     cache.update(saved["text_hashes"].tolist(), saved["vectors"])
     return ranker.recommender(history, posts, users)
-
-
-def post_vector(model: RankedRecommender, post_id: int) -> np.ndarray:
-    """The embedding the test arm `model` uses for a post (KeyError when unknown)."""
-    catalog = model.catalog
-    pos = catalog.index.get(post_id)
-    if pos < 0:
-        raise KeyError(f"post_id: {post_id} is not in the test arm's catalog")
-    extension = model.ranker.extension
-    if not isinstance(extension, EmbeddingExtension):
-        raise TypeError(f"model: {model.name!r} is not a test-arm model")
-    return extension.cache.vectors[text_hash(catalog.texts[pos])]
