@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,10 @@ POPULAR_COLUMN = "post_like_share_30d"  # the "popular" line of the validation m
 
 @dataclass
 class RankerConfig:
+    """The ranker's parameters, one behaviour for every arm; an arm sets `ranker_columns`.
+    `loss` is CatBoost's `loss_function`: a pointwise loss (Logloss) today; a per-user ranking
+    loss (YetiRank, PairLogit) would also pass the rows' groups to the pool."""
+
     window_days: float = 7
     step_days: float = 1
     max_cutoffs: int = 80
@@ -417,6 +422,7 @@ class RankedRecommender:
         self.ranker = ranker
         self.pipeline = pipeline
         self.history = pipeline.builder.history
+        self._growing = threading.Lock()
 
     @property
     def catalog(self) -> PostCatalog:
@@ -450,15 +456,17 @@ class RankedRecommender:
         topics = list(topics) if topics is not None else [None] * len(post_ids)
         if not len(post_ids) == len(texts) == len(topics):
             raise ValueError("posts: post_ids, texts and topics must have the same length")
-        old = self.pipeline.catalog
-        fresh = {int(p): (t or "", s) for p, t, s in zip(post_ids, texts, topics, strict=True)}
-        fresh = {p: v for p, v in fresh.items() if old.index.get(p) < 0}
-        if not fresh:
-            return 0
-        grown = PostCatalog(
-            np.concatenate([old.post_ids, np.fromiter(fresh, np.int64, len(fresh))]),
-            [*old.texts, *(t for t, _ in fresh.values())],
-            [*old.topics, *(s for _, s in fresh.values())],
-        )
-        self.pipeline = self.ranker.pipeline(self.history, grown, self.pipeline.builder.profiles)
-        return len(fresh)
+        with self._growing:
+            old = self.pipeline.catalog
+            given = zip(post_ids, texts, topics, strict=True)
+            fresh = {int(p): (t or "", s) for p, t, s in given if old.index.get(int(p)) < 0}
+            if not fresh:
+                return 0
+            grown = PostCatalog(
+                np.concatenate([old.post_ids, np.fromiter(fresh, np.int64, len(fresh))]),
+                [*old.texts, *(t for t, _ in fresh.values())],
+                [*old.topics, *(s for _, s in fresh.values())],
+            )
+            profiles = self.pipeline.builder.profiles
+            self.pipeline = self.ranker.pipeline(self.history, grown, profiles)
+            return len(fresh)
