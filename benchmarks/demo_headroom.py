@@ -48,8 +48,8 @@ from feedlab.analysis.offline.evaluate import (  # noqa: E402
     median_time,
     paired_difference,
 )
-from feedlab.models.control.model import ControlRecommender  # noqa: E402
 from feedlab.models.history import History  # noqa: E402
+from feedlab.models.ranker import RankedRecommender  # noqa: E402
 from feedlab.models.registry import load_model  # noqa: E402
 from feedlab.storage.demo.preferences import PreferenceModel  # noqa: E402
 from feedlab.storage.demo.world import WorldSpec  # noqa: E402
@@ -67,7 +67,7 @@ class Oracle:
     """The control arm's candidates and scores plus a bonus read from the hidden model."""
 
     name: str
-    control: ControlRecommender
+    control: RankedRecommender
     bonus: Bonus
     version: str = "oracle"
 
@@ -78,11 +78,8 @@ class Oracle:
         scores = scores + self.bonus(user_id, post_ids, at)
         return post_ids[np.argsort(-scores, kind="stable")[:limit]].tolist()
 
-    def observe(self, events: list) -> None:
-        """Stateless beside the shared History."""
 
-
-def oracles(spec: WorldSpec, control: ControlRecommender, scales: list[float]) -> list[Oracle]:
+def oracles(spec: WorldSpec, control: RankedRecommender, scales: list[float]) -> list[Oracle]:
     """A taste, a posterior and a like oracle per scale (1 = the hidden model's own logit
     weights)."""
     hidden = spec.preference_model()

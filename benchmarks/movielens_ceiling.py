@@ -22,7 +22,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from feedlab.analysis.offline.evaluate import median_time, window_starts  # noqa: E402
-from feedlab.models.control.train import TrainConfig as ControlConfig  # noqa: E402
-from feedlab.models.test.scoring import PriorScorer, fit_prior  # noqa: E402
-from feedlab.models.test.train import (  # noqa: E402
-    TrainConfig,
+from feedlab.models import control, test  # noqa: E402
+from feedlab.models.ranker import (  # noqa: E402
+    Ranker,
+    RankerConfig,
     fit_correction,
-    labelled_candidates,
-    post_embeddings,
+    fit_prior,
+    rows_per_cutoff,
 )
-from feedlab.models.training import Rows, group_hit_rate  # noqa: E402
+from feedlab.models.scoring import Prior, Scorer, share_columns  # noqa: E402
+from feedlab.models.training import TrainingRows, group_hit_rate  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -49,42 +49,34 @@ from benchmarks.quality import MOVIELENS, load_db, movielens_db  # noqa: E402
 @dataclass
 class Fold:
     """One side of the cross-fitting: the rows fitted on, the rows scored, and the prior
-    (column, coef, intercept) fitted on the former."""
+    fitted on the former."""
 
-    fit: Rows
-    scored: Rows
-    prior: tuple[str, float, float]
-
-
-def subset(rows: Rows, mask: np.ndarray) -> Rows:
-    return Rows(rows.matrix[mask], rows.labels[mask], rows.groups[mask], rows.columns)
+    fit: TrainingRows
+    scored: TrainingRows
+    prior: Prior
 
 
-def folds(rows: Rows) -> list[Fold]:
+def folds(rows: TrainingRows, shares: list[str]) -> list[Fold]:
     """Two folds by (user, window) group parity, each with its prior fitted once."""
     out = []
     for parity in (0, 1):
         held_out = rows.groups % 2 == parity
-        fit = subset(rows, ~held_out)
-        prior = fit_prior(
-            fit.matrix, fit.labels, fit.groups, fit.columns, partial(group_hit_rate, rows=fit)
-        )
-        out.append(Fold(fit, subset(rows, held_out), prior))
+        fit = rows.subset(~held_out)
+        out.append(Fold(fit, rows.subset(held_out), fit_prior(fit, shares)))
     return out
 
 
 def cross_fitted_hit_rate(
-    parts: list[Fold], columns: list[str], trees: int, config: TrainConfig | None
+    parts: list[Fold], columns: list[str], trees: int, config: RankerConfig
 ) -> float:
     """HitRate@5 among candidates over all groups, each fold scored by the prior plus a
-    correction from `columns` fitted on the other fold (`config` None: the prior alone)."""
+    correction from `columns` fitted on the other fold (`trees` 0: the prior alone)."""
     hits = groups = 0.0
     for fold in parts:
-        scorer = PriorScorer(fold.fit.columns, columns, *fold.prior, trees)
-        if config is not None:
-            scorer.ranker = fit_correction(fold.fit, scorer, config, trees)
+        booster = fit_correction(fold.fit, fold.prior, columns, trees, config) if trees else None
+        scorer = Scorer(fold.prior, tuple(columns), booster)
         n = len(np.unique(fold.scored.groups))
-        hits += group_hit_rate(scorer.score(fold.scored.matrix), fold.scored) * n
+        hits += group_hit_rate(scorer.score(fold.scored.take(scorer.columns)), fold.scored) * n
         groups += n
     return hits / groups
 
@@ -99,9 +91,9 @@ def main() -> None:
     if not MOVIELENS.is_dir():
         console.print(f"skipping: MovieLens 100K is not in {MOVIELENS}")
         return
-    config = TrainConfig()
-    test_columns = list(config.ranker_columns)
-    control_columns = list(ControlConfig().ranker_columns)
+    config = test.config()
+    test_columns = list(test.RANKER_COLUMNS)
+    control_columns = list(control.RANKER_COLUMNS)
     embedding = [c for c in test_columns if c.startswith("emb_")]
     column_sets = {
         "control's columns": control_columns,
@@ -111,10 +103,14 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         history, posts, users = load_db(movielens_db(Path(tmp)))
-    vectors = post_embeddings(posts, config.embedding_model)[0]
+    settings = test.EmbeddingConfig()
+    _, _, embedder, cache, _ = test.post_embeddings(posts, settings.model)
+    ranker = Ranker(config, test.EmbeddingExtension(settings, embedder, cache))
+    pipeline = ranker.fit_tables(posts, users).pipeline(history, posts, ranker.users_)
+    shares = share_columns(config.prior_windows)
+    wanted = list(dict.fromkeys([*shares, *control_columns, *test_columns]))
     starts = window_starts(history, median_time(history), timedelta(days=config.window_days))
-    per_window = labelled_candidates(history, posts, users, vectors, starts, config).per_cutoff
-    rows = Rows.concat(per_window)
+    rows = TrainingRows.concat(rows_per_cutoff(pipeline, starts, wanted, config.window_days))
     table = Table(
         title=f"MovieLens 100K after T0: correction cross-fitted on the evaluation windows "
         f"({len(np.unique(rows.groups))} groups with a liked candidate, HitRate@5 among "
@@ -122,8 +118,8 @@ def main() -> None:
     )
     for col in ("columns", "trees", "prior alone", "prior + correction", "difference"):
         table.add_column(col, justify="left" if col == "columns" else "right")
-    parts = folds(rows)
-    prior = cross_fitted_hit_rate(parts, [], 0, None)
+    parts = folds(rows, shares)
+    prior = cross_fitted_hit_rate(parts, [], 0, config)
     for name, columns in column_sets.items():
         for trees in args.trees:
             corrected = cross_fitted_hit_rate(parts, columns, trees, config)

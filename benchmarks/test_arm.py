@@ -87,8 +87,9 @@ def main() -> None:
     parser.add_argument("--embedding-model", default=None)
     args = parser.parse_args()
 
+    from feedlab.models import test
+    from feedlab.models.ranker import TrainingSet
     from feedlab.models.test.embeddings import Embedder, EmbeddingCache, embed_texts, text_hash
-    from feedlab.models.test.train import TrainConfig, train
 
     rows: list[tuple[str, str]] = []
     started = time.perf_counter()
@@ -120,14 +121,15 @@ def main() -> None:
         out = Path(tmp) / "test"
         cache = EmbeddingCache(embedder.name)
         cache.update([text_hash(x) for x in posts.texts], vectors)
-        config = TrainConfig(iterations=200, max_cutoffs=4, step_days=2, min_history_days=7)
+        config = test.config(iterations=200, max_cutoffs=4, step_days=2, min_history_days=7)
         t = time.perf_counter()
         _seed_artifact_cache(out, cache)
-        train(history, posts, None, t0, out, config, cache_from=out, progress=True)
+        data = TrainingSet(history, posts, None, t0)
+        test.train(data, out, config, cache_from=out, progress=True)
         rows.append(("train (200 trees, cached vectors)", f"{time.perf_counter() - t:.1f} s"))
         model = load_model("test", out, history)
         one_blas_thread()  # as the gateway and model services do; torch keeps its threads
-        model.embedder = embedder  # the process keeps the BERT loaded to embed new posts
+        model.ranker.extension.embedder = embedder  # the BERT stays loaded for new posts
         rows.append(("RSS with the model + artifact loaded", f"{rss_mb():.0f} MB"))
 
         rng = np.random.default_rng(args.seed)
@@ -165,7 +167,7 @@ def main() -> None:
 def _seed_artifact_cache(out: Path, cache) -> None:
     """Write the already computed vectors where `train(cache_from=out)` looks for them, so the
     benchmark embeds the catalog once (the throughput row) and not again while training."""
-    from feedlab.models.test.train import EMBEDDINGS_FILE
+    from feedlab.models.test import EMBEDDINGS_FILE
 
     out.mkdir(parents=True, exist_ok=True)
     hashes = list(cache.vectors)

@@ -30,12 +30,13 @@ class Backend(Protocol):
 
     async def recommend(self, user_id: int, at: datetime, limit: int) -> list[int]: ...
 
-    async def observe(self, events: list[Event]) -> None: ...
-
     async def aclose(self) -> None: ...
 
 
 class InprocessBackend:
+    """A model loaded in this process: it reads the gateway's own History, so stored events
+    reach it without being told."""
+
     kind = "inprocess"
 
     def __init__(self, name: str, model: Recommender) -> None:
@@ -48,9 +49,6 @@ class InprocessBackend:
 
     async def recommend(self, user_id: int, at: datetime, limit: int) -> list[int]:
         return self.model.recommend(user_id, at, limit)
-
-    async def observe(self, events: list[Event]) -> None:
-        self.model.observe(events)
 
     async def aclose(self) -> None:
         return None
@@ -98,7 +96,8 @@ class HttpBackend:
         self._version = body.get("version", self._version)
         return post_ids
 
-    async def observe(self, events: list[Event]) -> None:
+    async def forward(self, events: list[Event]) -> None:
+        """Send stored events to the service, which keeps its own History."""
         payload = [
             {
                 "timestamp": e.timestamp.isoformat(),

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
+from feedlab.gateway.backends import HttpBackend
 from feedlab.gateway.dbutil import insert_ignore
 from feedlab.gateway.schemas import FeedEventIn
 from feedlab.gateway.state import GatewayState
 from feedlab.models.base import Event
 from feedlab.storage.schema import feed
 from sqlalchemy import Engine
-
-log = logging.getLogger("feedlab.gateway")
 
 
 def store_events(engine: Engine, events: list[FeedEventIn]) -> list[FeedEventIn]:
@@ -52,19 +50,15 @@ async def apply_stored(state: GatewayState, new: list[FeedEventIn]) -> None:
 
 async def apply_events(state: GatewayState, events: list[Event]) -> None:
     """Put stored events into the shared History (so a like is excluded from the very next
-    list), tell in-process models, and forward to model services (which own their History)."""
+    list; in-process models read it) and forward them to model services (which own their
+    History)."""
     if not events:
         return
     state.history.add(events)
     runtime = state.holder.current
     backends = {id(b): b for b in (state.popular, *runtime.backends.values())}
     for backend in backends.values():
-        if backend.kind == "inprocess":
-            try:
-                await backend.observe(events)
-            except Exception:  # the events are stored; a model's private state may lag
-                log.exception("model %s failed to observe %d events", backend.name, len(events))
-        else:
-            task = asyncio.create_task(backend.observe(events))
+        if isinstance(backend, HttpBackend):
+            task = asyncio.create_task(backend.forward(events))
             _forwarding.add(task)
             task.add_done_callback(_forwarding.discard)

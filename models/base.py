@@ -3,8 +3,9 @@
 Conventions every part of feedlab keeps: datetimes are naive UTC; post and user ids are ints.
 The gateway owns one `models.history.History` (built from the `feed` table at start-up and fed
 by `POST /feed`) and hands it to every in-process model it loads through
-`models.registry.load_model`; `observe` is only for state a model keeps beside that history
-(e.g. the test arm's user embedding). A standalone model service owns its own History.
+`models.registry.load_model`; models read everything about users from that History at request
+time and keep no state of their own beside it. A standalone model service owns its own
+History.
 """
 
 from __future__ import annotations
@@ -35,7 +36,3 @@ class Recommender(Protocol):
     version: str
 
     def recommend(self, user_id: int, at: datetime, limit: int) -> list[int]: ...
-
-    def observe(self, events: list[Event]) -> None:
-        """Update model-private state after the shared History took `events`."""
-        ...

@@ -1,21 +1,23 @@
 """Candidate generation: a few hundred posts per request so that ranking stays within budget.
 
-Sources: recent popularity, all-time popularity and item-item co-visitation of likes (cosine of
-the users × posts like matrix before a cutoff, top neighbours per post). Co-visitation scores
-are also a ranking feature.
+A candidate source is a small object that, given a request's point-in-time context and the
+posts it may return, gives catalog positions best first. The shared sources: recent
+popularity, all-time popularity and item-item co-visitation of likes (cosine of the users ×
+posts like matrix before a cutoff, top neighbours per post). An arm adds its own (the test
+arm: the posts nearest to the user's taste in embedding space).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from feedlab.models.features import FeatureBuilder, PostStats, Request, UserState
+from feedlab.models.features import FeatureBuilder, Request, UserState
 from feedlab.models.history import History
 
 if TYPE_CHECKING:
@@ -119,8 +121,16 @@ def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     )
 
 
+class CandidateSource(Protocol):
+    """Catalog positions for a request, best first, only where `allowed` (bool mask)."""
+
+    def __call__(self, req: Request, allowed: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass
 class CandidateConfig:
+    """How many candidates each shared source brings."""
+
     recent: int = 150
     all_time: int = 50
     covisit: int = 150
@@ -136,37 +146,41 @@ def top_positions(score: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
     return top[np.argsort(-masked[top], kind="stable")]
 
 
-def first_allowed(order: np.ndarray, allowed: np.ndarray, k: int) -> np.ndarray:
-    """The first `k` positions of `order` that `allowed` (bool mask by position) lets through."""
-    return order[allowed[order]][:k]
+@dataclass(frozen=True)
+class Popular:
+    """The `k` most popular allowed posts by one of `PostStats.popularity_orders`."""
+
+    order: str
+    k: int
+
+    def __call__(self, req: Request, allowed: np.ndarray) -> np.ndarray:
+        order = req.stats.popularity_orders[self.order]
+        return order[allowed[order]][: self.k]
 
 
-def generate(
-    stats: PostStats,
-    covisit_scores: np.ndarray,
-    user: UserState,
-    excluded: np.ndarray,
-    config: CandidateConfig,
-) -> np.ndarray:
-    """Unique candidate positions (catalog), never in `excluded` (bool mask)."""
-    allowed = ~excluded
-    orders = stats.popularity_orders
-    parts = [
-        first_allowed(orders["recent"], allowed, config.recent),
-        first_allowed(orders["all_time"], allowed, config.all_time),
+@dataclass(frozen=True)
+class CoVisited:
+    """The `k` posts most co-liked with the user's recent likes (none without likes)."""
+
+    covisit: DailyCoVisitation
+    k: int
+
+    def __call__(self, req: Request, allowed: np.ndarray) -> np.ndarray:
+        if not len(req.user.liked):
+            return np.empty(0, np.int64)
+        scores = self.covisit.at(req.at).scores(req.user.recent_liked)
+        return top_positions(scores, self.k, allowed & (scores > 0))
+
+
+def shared_sources(
+    config: CandidateConfig, history: History, catalog: PostCatalog, neighbours: int
+) -> list[CandidateSource]:
+    """Recent and all-time popularity, then co-visitation refitted per day on `history`."""
+    return [
+        Popular("recent", config.recent),
+        Popular("all_time", config.all_time),
+        CoVisited(DailyCoVisitation(history, catalog.post_ids, neighbours), config.covisit),
     ]
-    if len(user.liked):
-        parts.append(top_positions(covisit_scores, config.covisit, allowed & (covisit_scores > 0)))
-    merged = np.concatenate(parts)
-    _, first = np.unique(merged, return_index=True)
-    return merged[np.sort(first)]
-
-
-def covisit_scores(covisit: CoVisitation, user: UserState) -> dict[str, np.ndarray]:
-    """Catalog-wide co-visitation scores for a user: summed and per recent like."""
-    recent = user.recent_liked
-    total = covisit.scores(recent)
-    return {"covisit": total, "covisit_mean": total / max(1, len(recent))}
 
 
 def excluded_mask(
@@ -186,27 +200,20 @@ def excluded_mask(
     return excluded
 
 
-def scoring_request(
+def candidate_request(
     builder: FeatureBuilder,
-    covisit: CoVisitation,
-    config: CandidateConfig,
+    sources: Sequence[CandidateSource],
     user_id: int,
     at: datetime,
     exclude_seen: bool,
     exclude: Collection[int] | None = None,
-    more: Callable[[UserState, np.ndarray], np.ndarray | None] | None = None,
 ) -> Request:
-    """Candidates and context for one (user, at): never a post liked before `at` (nor, with
-    `exclude_seen`, any post seen before `at`), nor any post in `exclude`. An arm adds its own
-    source through `more(user, excluded) -> positions`, appended after the shared sources."""
-    user = builder.user_state(user_id, at)
-    excluded = excluded_mask(builder.posts.catalog, user, exclude_seen, exclude)
-    stats = builder.stats(at)
-    scores = covisit_scores(covisit, user)
-    candidates = generate(stats, scores["covisit"], user, excluded, config)
-    extra = more(user, excluded) if more is not None else None
-    if extra is not None and len(extra):
-        merged = np.concatenate([candidates, extra])
-        _, first = np.unique(merged, return_index=True)
-        candidates = merged[np.sort(first)]
-    return builder.request(user_id, at, candidates, scores, user=user, stats=stats)
+    """The request of (user, at) with its candidates: each source's posts in order, first
+    occurrence kept; never a post liked before `at` (nor, with `exclude_seen`, any post seen
+    before `at`), nor any post in `exclude`."""
+    req = builder.request(user_id, at)
+    allowed = ~excluded_mask(builder.posts.catalog, req.user, exclude_seen, exclude)
+    merged = np.concatenate([np.empty(0, np.int64), *(source(req, allowed) for source in sources)])
+    _, first = np.unique(merged, return_index=True)
+    req.candidates = merged[np.sort(first)]
+    return req

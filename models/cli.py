@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from feedlab.models.catalog import PostCatalog, UserProfiles
-    from feedlab.models.history import History
+    from feedlab.models.ranker import TrainingSet
     from sqlalchemy import Engine
 
 URL_HELP = "Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
@@ -27,7 +26,7 @@ UrlOption = Annotated[str | None, typer.Option("--url", help=URL_HELP)]
 OutOption = Annotated[Path, typer.Option("--out", help="Artifact folder.")]
 IterationsOption = Annotated[
     int | None,
-    typer.Option("--iterations", min=10, help="Max CatBoost trees (default: TrainConfig's)."),
+    typer.Option("--iterations", min=10, help="Max CatBoost trees (default: RankerConfig's)."),
 ]
 
 train_app = typer.Typer(help="Train a model arm into an artifact folder.", no_args_is_help=True)
@@ -81,14 +80,13 @@ def train_test(
 
 
 @contextmanager
-def training_inputs(
-    url: str | None, t0: datetime | None
-) -> Iterator[tuple[Engine, History, PostCatalog, UserProfiles, datetime]]:
-    """(engine, history, posts, users, T0) from the database at `url`; T0 defaults to the
+def training_inputs(url: str | None, t0: datetime | None) -> Iterator[tuple[Engine, TrainingSet]]:
+    """(engine, what to train on) from the database at `url`; T0 defaults to the
     median view time. Training errors about T0 become a `--t0` usage error."""
     from feedlab.analysis.offline.evaluate import median_time
     from feedlab.models.catalog import PostCatalog, UserProfiles
     from feedlab.models.history import History, from_us, to_us
+    from feedlab.models.ranker import TrainingSet
     from feedlab.storage.engine import make_engine
 
     from feedlab.settings import database_url
@@ -104,7 +102,7 @@ def training_inputs(
         users = UserProfiles.from_engine(engine)
         start = median_time(history) if t0 is None else from_us(to_us(t0))
         try:
-            yield engine, history, posts, users, start
+            yield engine, TrainingSet(history, posts, users, start)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--t0") from None
     finally:
@@ -119,11 +117,11 @@ def run_train_control(
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train; returns meta."""
-    from feedlab.models.control.train import TrainConfig, train
+    from feedlab.models import control
 
-    config = TrainConfig() if iterations is None else TrainConfig(iterations=iterations)
-    with training_inputs(url, t0) as (_, history, posts, users, start):
-        return train(history, posts, users, start, out, config, progress=progress)
+    config = control.config() if iterations is None else control.config(iterations=iterations)
+    with training_inputs(url, t0) as (_, data):
+        return control.train(data, out, config, progress=progress)
 
 
 def run_train_test(
@@ -136,11 +134,9 @@ def run_train_test(
 ) -> dict:
     """Load History, posts and users from the database at `url` and train the test arm with the
     table's embedding cache; returns meta."""
-    from feedlab.models.test.embeddings import DEFAULT_MODEL
-    from feedlab.models.test.train import TrainConfig, train
+    from feedlab.models import test
 
-    config = TrainConfig(embedding_model=embedding_model or DEFAULT_MODEL)
-    if iterations is not None:
-        config.iterations = iterations
-    with training_inputs(url, t0) as (engine, history, posts, users, start):
-        return train(history, posts, users, start, out, config, engine=engine, progress=progress)
+    config = test.config() if iterations is None else test.config(iterations=iterations)
+    embedding = test.EmbeddingConfig(model=embedding_model or test.DEFAULT_MODEL)
+    with training_inputs(url, t0) as (engine, data):
+        return test.train(data, out, config, embedding, engine=engine, progress=progress)

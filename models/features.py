@@ -2,19 +2,20 @@
 
 Everything is computed from a `History` strictly before `at` plus static post/user metadata
 indexed once into arrays, so one code path serves training (many cutoffs) and requests (one
-`at` each) without pandas. A `FeatureBuilder` yields a float32 matrix with named columns; an
-arm adds its own columns by passing `extra_blocks`: callables `(Request) -> {name: array}`
-with one value per candidate (e.g. the test arm's embedding similarity).
+`at` each) without pandas. A feature block is a small object that names the columns it can
+make and makes them for a `Request`; `FeatureBuilder.matrix` runs only the blocks that make a
+column the model asks for, and fills the matrix in the model's column order.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from feedlab.models.catalog import PostCatalog, UserProfiles
@@ -31,8 +32,8 @@ class TextSVD:
     def __init__(self, dim: int = 32, seed: int = 0) -> None:
         self.dim = dim
         self.seed = seed
-        self._tfidf = None
-        self._svd = None
+        self._tfidf: Any = None
+        self._svd: Any = None
 
     def fit(self, texts: Sequence[str]) -> TextSVD:
         from sklearn.decomposition import TruncatedSVD
@@ -184,11 +185,30 @@ class Request:
     candidates: np.ndarray  # catalog positions
     posts: PostTable
     profile: tuple[dict[str, float], dict[str, str]]
-    scores: dict[str, np.ndarray] = field(default_factory=dict)  # catalog-wide, e.g. co-visits
 
 
-FeatureBlock = Callable[[Request], dict[str, np.ndarray | float]]
+Columns = Mapping[str, np.ndarray | float]
 """Columns by name: an array with one value per candidate, or one float for all of them."""
+
+
+class FeatureBlock(Protocol):
+    """Makes the columns `names` for a request (all of them: a block is small and coherent)."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    def __call__(self, req: Request) -> Columns: ...
+
+
+@dataclass(frozen=True)
+class Block:
+    """A feature block from a plain function and the column names it returns."""
+
+    names: tuple[str, ...]
+    make: Callable[[Request], Columns]
+
+    def __call__(self, req: Request) -> Columns:
+        return self.make(req)
 
 
 def _rate(num: np.ndarray | float, den: np.ndarray | float, prior: float = 0.5, weight: float = 2):
@@ -196,7 +216,7 @@ def _rate(num: np.ndarray | float, den: np.ndarray | float, prior: float = 0.5, 
     return (np.asarray(num) + prior * weight) / (np.asarray(den) + weight)
 
 
-def post_block(req: Request) -> dict[str, np.ndarray]:
+def post_columns(req: Request) -> dict[str, np.ndarray]:
     c = req.candidates
     names, table = req.stats.columns
     rows = table[c]
@@ -206,7 +226,7 @@ def post_block(req: Request) -> dict[str, np.ndarray]:
     return out
 
 
-def user_block(req: Request) -> dict[str, float]:
+def user_columns(req: Request) -> dict[str, float]:
     u = req.user
     n_likes = float(u.is_like.sum())
     n_views = float(len(u.is_like) - n_likes)
@@ -222,8 +242,8 @@ def user_block(req: Request) -> dict[str, float]:
     return values
 
 
-def affinity_block(req: Request) -> dict[str, np.ndarray]:
-    """User × topic affinity and text similarity to what the user liked."""
+def topic_columns(req: Request) -> dict[str, np.ndarray]:
+    """User × topic affinity: likes, share of likes and like-rate in the candidate's topic."""
     posts, c, u = req.posts, req.candidates, req.user
     n_topics = len(posts.topic_vocab) + 1  # last slot: unknown topic
     liked_topics = np.bincount(posts.topic[u.liked], minlength=n_topics)
@@ -231,30 +251,50 @@ def affinity_block(req: Request) -> dict[str, np.ndarray]:
     seen_topics = np.bincount(posts.topic[seen], minlength=n_topics)
     cand_topic = posts.topic[c]
     topic_likes = liked_topics[cand_topic].astype(np.float32)
-    out = {
+    return {
         "user_topic_likes": topic_likes,
         "user_topic_share": topic_likes / max(1, len(u.liked)),
         "user_topic_like_rate": _rate(topic_likes, seen_topics[cand_topic], weight=5).astype(
             np.float32
         ),
     }
-    recent = u.recent_liked
+
+
+def text_columns(req: Request) -> dict[str, np.ndarray]:
+    """TF-IDF/SVD text similarity of each candidate to the mean of the user's recent likes."""
+    posts, c, recent = req.posts, req.candidates, req.user.recent_liked
     if len(recent) and posts.text_vectors.shape[1]:
         taste = posts.text_vectors[recent].mean(axis=0)
         taste /= max(float(np.linalg.norm(taste)), 1e-9)
-        out["user_text_sim"] = posts.text_vectors[c] @ taste
-    else:
-        out["user_text_sim"] = np.zeros(len(c), np.float32)
-    return out
+        return {"user_text_sim": posts.text_vectors[c] @ taste}
+    return {"user_text_sim": np.zeros(len(c), np.float32)}
 
 
-def context_block(req: Request) -> dict[str, float]:
+def context_columns(req: Request) -> dict[str, float]:
     return {"hour": req.at.hour + req.at.minute / 60, "weekday": float(req.at.weekday())}
 
 
-def scores_block(req: Request) -> dict[str, np.ndarray]:
-    """Catalog-wide scores computed upstream (e.g. co-visitation), read at the candidates."""
-    return {f"score_{k}": v[req.candidates].astype(np.float32) for k, v in req.scores.items()}
+STAT_NAMES = (
+    *(f"post_{kind}_{n}" for n in ("all", *WINDOWS) for kind in ("views", "likes", "like_share")),
+    *("post_like_rate_all", "post_like_rate_30d", "post_recent_share", "post_trend_7d_30d"),
+)
+USER_NAMES = (
+    "user_views",
+    "user_likes",
+    "user_like_rate",
+    "user_events_7d",
+    "user_days_active",
+    "user_days_since_last",
+)
+SHARED_BLOCKS: tuple[FeatureBlock, ...] = (
+    Block((*STAT_NAMES, "post_topic", "post_text_len"), post_columns),
+    Block(USER_NAMES, user_columns),
+    Block(("user_topic_likes", "user_topic_share", "user_topic_like_rate"), topic_columns),
+    Block(("user_text_sim",), text_columns),
+    Block(("hour", "weekday"), context_columns),
+)
+"""The classic blocks every arm can draw on (the profile block comes with the fitted
+`ProfileEncoder`)."""
 
 
 @dataclass
@@ -273,7 +313,12 @@ class ProfileEncoder:
             cats[k] = levels[np.argsort(-counts, kind="stable")][:max_levels].tolist()
         return cls(sorted(profiles.numeric), cats)
 
-    def block(self, req: Request) -> dict[str, float]:
+    @property
+    def block(self) -> Block:
+        names = [f"profile_{k}" for k in self.numeric] + [f"profile_{k}" for k in self.categorical]
+        return Block(tuple(names), self.columns)
+
+    def columns(self, req: Request) -> dict[str, float]:
         numeric, categorical = req.profile
         out = {f"profile_{k}": float(numeric.get(k, np.nan)) for k in self.numeric}
         for k, levels in self.categorical.items():
@@ -283,7 +328,8 @@ class ProfileEncoder:
 
 
 class FeatureBuilder:
-    """Builds the feature matrix of (user, candidates, at) from a History and static tables."""
+    """The point-in-time context of a request (user state, post statistics, profile) from a
+    History and static tables, and the feature matrix of the columns a model asks for."""
 
     def __init__(
         self,
@@ -297,18 +343,17 @@ class FeatureBuilder:
         self.posts = posts
         self.profiles = profiles or UserProfiles.empty()
         self.encoder = encoder or ProfileEncoder.fit(self.profiles)
-        self.blocks: list[FeatureBlock] = [
-            post_block,
-            user_block,
-            affinity_block,
-            context_block,
-            scores_block,
-            self.encoder.block,
-            *extra_blocks,
-        ]
+        self.blocks: list[FeatureBlock] = [*SHARED_BLOCKS, self.encoder.block, *extra_blocks]
+        self._maker = {name: block for block in self.blocks for name in block.names}
         self._positions: np.ndarray | None = None
         self._positions_known = -1
         self._stats_cache: tuple[tuple, PostStats] | None = None
+
+    def check(self, columns: Sequence[str]) -> None:
+        """Raise when no block makes one of `columns` (at fit and load, not per request)."""
+        missing = [c for c in columns if c not in self._maker]
+        if missing:
+            raise ValueError(f"columns: no feature block makes {missing}")
 
     def history_positions(self) -> np.ndarray:
         """History position of each catalog post, refreshed when new posts enter the history."""
@@ -333,32 +378,25 @@ class FeatureBuilder:
         ts, post_ids, is_like = self.history.user_events_before(user_id, at)
         return UserState(user_id, to_us(at), ts, self.posts.catalog.index.lookup(post_ids), is_like)
 
-    def request(
-        self,
-        user_id: int,
-        at: datetime,
-        candidates: np.ndarray | None = None,
-        scores: dict[str, np.ndarray] | None = None,
-        user: UserState | None = None,
-        stats: PostStats | None = None,
-    ) -> Request:
+    def request(self, user_id: int, at: datetime, candidates: np.ndarray | None = None) -> Request:
+        """The context of (user, at) with `candidates` (catalog positions; none by default)."""
         return Request(
             at=at,
-            user=user or self.user_state(user_id, at),
-            stats=stats or self.stats(at),
+            user=self.user_state(user_id, at),
+            stats=self.stats(at),
             candidates=np.empty(0, np.int64) if candidates is None else candidates,
             posts=self.posts,
             profile=self.profiles.row(user_id),
-            scores=scores or {},
         )
 
-    def matrix(self, req: Request) -> tuple[np.ndarray, list[str]]:
-        """(n_candidates × n_features float32 matrix, column names)."""
-        columns: dict[str, np.ndarray] = {}
-        for block in self.blocks:
-            columns.update(block(req))
-        names = list(columns)
-        matrix = np.empty((len(req.candidates), len(names)), np.float32)
-        for j, name in enumerate(names):
-            matrix[:, j] = columns[name]
-        return matrix, names
+    def matrix(self, req: Request, columns: Sequence[str]) -> np.ndarray:
+        """n_candidates × len(columns) float32, in the order of `columns`; only the blocks that
+        make one of them run."""
+        blocks = {id(self._maker[c]): self._maker[c] for c in columns}
+        made: dict[str, np.ndarray | float] = {}
+        for block in blocks.values():
+            made.update(block(req))
+        matrix = np.empty((len(req.candidates), len(columns)), np.float32)
+        for j, name in enumerate(columns):
+            matrix[:, j] = made[name]
+        return matrix

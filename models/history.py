@@ -375,20 +375,9 @@ class History:
         _, posts, like = self.user_events_before(user_id, at)
         return posts[like]
 
-    def viewed_before(self, user_id: int, at: datetime) -> np.ndarray:
-        """Post ids the user viewed before `at`, in time order."""
-        _, posts, like = self.user_events_before(user_id, at)
-        return posts[~like]
-
     def seen_before(self, user_id: int, at: datetime) -> np.ndarray:
         """Unique post ids with any event of the user before `at` (viewed or liked)."""
         return np.unique(self.user_events_before(user_id, at)[1])
-
-    def user_counts(self, user_id: int, at: datetime) -> tuple[int, int]:
-        """(views, likes) of one user before `at`."""
-        _, _, like = self.user_events_before(user_id, at)
-        n_likes = int(like.sum())
-        return len(like) - n_likes, n_likes
 
     def post_counts(
         self,

@@ -81,9 +81,6 @@ class PopularRecommender:
             post_ids[known], score[known], limit, excluded_posts(self.history, user_id, at, exclude)
         )
 
-    def observe(self, events: list) -> None:
-        """Stateless beside the shared History."""
-
 
 class RandomRecommender:
     """Uniform random posts among those with an event before `at` (the floor baseline)."""
@@ -102,6 +99,3 @@ class RandomRecommender:
         pool = pool[~np.isin(pool, excluded_posts(self.history, user_id, at, exclude))]
         rng = np.random.default_rng([self.seed, abs(int(user_id)), to_us(at) & (2**63 - 1)])
         return rng.permutation(pool)[:limit].tolist()
-
-    def observe(self, events: list) -> None:
-        """Stateless beside the shared History."""

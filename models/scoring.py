@@ -1,11 +1,18 @@
-"""The popularity prior both arms boost from: a logistic fit of log(like share in the recent
-window that ranks pre-T0 candidates best). CatBoost then corrects it (its `baseline`), so a
-model that learns little still ranks like the best popularity list."""
+"""score = popularity prior + CatBoost correction.
+
+On MovieLens the pre-T0 weeks and the later ones differ (early users rate their back catalogue,
+later ones what is new), so a ranker free to use every feature learns the early regime and
+ranks below plain recent popularity afterwards. Here a logistic fit on the log of one post
+like-share column (the window that ranks pre-T0 candidates best) carries the ranking, and
+CatBoost, with the prior as its `baseline`, only corrects it from a few user-level and arm
+columns. Zero trees means "the prior alone".
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -13,61 +20,64 @@ PRIOR_EPS = 1e-5
 SHARE_PREFIX = "post_like_share_"
 
 
-@dataclass
-class PriorColumns:
-    """Prior and ranker-column arithmetic over a feature matrix whose columns are `columns`;
-    each arm's scorer extends it with its CatBoost ranker."""
+@dataclass(frozen=True)
+class Prior:
+    """`coef * log(share + eps) + intercept` of the like-share column `column`."""
 
-    columns: list[str]
-    ranker_columns: list[str]
-    prior_column: str
-    prior_coef: float
-    prior_intercept: float
+    column: str
+    coef: float
+    intercept: float
 
-    def __post_init__(self) -> None:
-        missing = [c for c in [self.prior_column, *self.ranker_columns] if c not in self.columns]
-        if missing:
-            raise ValueError(f"columns: the feature matrix lacks {missing}")
-        self._idx = [self.columns.index(c) for c in self.ranker_columns]
-        self._prior = self.columns.index(self.prior_column)
+    def __call__(self, share: np.ndarray) -> np.ndarray:
+        return self.coef * np.log(share.astype(np.float64) + PRIOR_EPS) + self.intercept
 
-    def prior(self, matrix: np.ndarray) -> np.ndarray:
-        share = matrix[:, self._prior].astype(np.float64)
-        return self.prior_coef * np.log(share + PRIOR_EPS) + self.prior_intercept
+    @classmethod
+    def fit(
+        cls,
+        shares: dict[str, np.ndarray],
+        labels: np.ndarray,
+        hit_rate: Callable[[np.ndarray], float],
+    ) -> Prior:
+        """The like-share column whose ranking hits most training groups, and a logistic fit
+        of the label on its log."""
+        from sklearn.linear_model import LogisticRegression
 
-    def ranker_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        return matrix[:, self._idx]
-
-    @staticmethod
-    def raw_scores(ranker, matrix: np.ndarray, trees: int = 0) -> np.ndarray:
-        """CatBoost's raw scores from the first `trees` trees (0: all), on one thread: a
-        request scores a few hundred rows, and spreading them over threads costs more than it
-        saves on a server already busy with other requests."""
-        return ranker.predict(
-            matrix, prediction_type="RawFormulaVal", ntree_end=trees, thread_count=1
-        )
-
-    def params(self) -> dict:
-        return {
-            "ranker_columns": self.ranker_columns,
-            "prior_column": self.prior_column,
-            "prior_coef": self.prior_coef,
-            "prior_intercept": self.prior_intercept,
-        }
+        best = max(shares, key=lambda c: hit_rate(shares[c]))
+        x = np.log(shares[best].astype(np.float64) + PRIOR_EPS)[:, None]
+        fit = LogisticRegression().fit(x, labels.astype(int))
+        return cls(best, float(fit.coef_[0, 0]), float(fit.intercept_[0]))
 
 
-def fit_log_prior(
-    matrix: np.ndarray,
-    labels: np.ndarray,
-    columns: list[str],
-    candidates: Sequence[str],
-    hit_rate: Callable[[np.ndarray], float],
-) -> tuple[str, float, float]:
-    """(column, coef, intercept): the candidate like-share column whose ranking hits most
-    training groups, and a logistic fit of the label on its log."""
-    from sklearn.linear_model import LogisticRegression
+@dataclass(frozen=True)
+class Scorer:
+    """Scores a matrix whose columns are `columns`: the prior's column, then `ranker_columns`.
+    `booster` is a CatBoost model of exactly the picked trees (None: zero trees)."""
 
-    best = max(candidates, key=lambda c: hit_rate(matrix[:, columns.index(c)]))
-    x = np.log(matrix[:, columns.index(best)].astype(np.float64) + PRIOR_EPS)[:, None]
-    fit = LogisticRegression().fit(x, labels.astype(int))
-    return best, float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    prior: Prior
+    ranker_columns: tuple[str, ...]
+    booster: Any = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.prior.column, *self.ranker_columns]
+
+    @property
+    def trees(self) -> int:
+        return 0 if self.booster is None else int(self.booster.tree_count_)
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        prior = self.prior(matrix[:, 0])
+        if self.booster is None:
+            return prior
+        return prior + raw_scores(self.booster, matrix[:, 1:])
+
+
+def raw_scores(booster: Any, matrix: np.ndarray) -> np.ndarray:
+    """CatBoost's raw scores on one thread: a request scores a few hundred rows, and spreading
+    them over threads costs more than it saves on a server already busy with other requests."""
+    return booster.predict(matrix, prediction_type="RawFormulaVal", thread_count=1)
+
+
+def share_columns(windows: Sequence[str]) -> list[str]:
+    """The like-share columns the prior is picked among."""
+    return [f"{SHARE_PREFIX}{w}" for w in windows]

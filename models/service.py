@@ -89,7 +89,6 @@ def create_service_app(name: str, artifact: str | Path | None, *, database_url: 
         """Feed events the gateway stored; they count for requests from now on."""
         evs = [Event(e.timestamp, e.user_id, e.post_id, e.action) for e in body]
         request.app.state.history.add(evs)
-        request.app.state.model.observe(evs)
         return EventsOut(added=len(evs))
 
     @app.get("/health", response_model=ServiceHealth)

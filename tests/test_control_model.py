@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from feedlab.models.base import Event
 from feedlab.models.catalog import PostCatalog, UserProfiles
-from feedlab.models.control.train import TrainConfig, train
+from feedlab.models.control import config, train
 from feedlab.models.history import History, from_us
+from feedlab.models.ranker import TrainingSet
 from feedlab.models.registry import load_model
 
 from tests.support import stored_world
@@ -56,14 +57,14 @@ def world(seed: int = 0) -> tuple[History, PostCatalog, UserProfiles]:
 
 pytestmark = pytest.mark.slow
 
-CONFIG = TrainConfig(iterations=60, min_iterations=10, step_days=2, max_cutoffs=10, text_dim=8)
+CONFIG = config(iterations=60, step_days=2, max_cutoffs=10, text_dim=8)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     history, catalog, profiles = world()
     out = tmp_path_factory.mktemp("control")
-    meta = train(history, catalog, profiles, T0, out, CONFIG, progress=False)
+    meta = train(TrainingSet(history, catalog, profiles, T0), out, CONFIG, progress=False)
     return history, catalog, profiles, out, meta
 
 
@@ -74,7 +75,8 @@ def test_training_never_sees_events_after_t0(trained):
     assert datetime.fromisoformat(data["label_windows_end"]) <= T0
     assert data["events"] == len(history.until(T0))
     # the same training with every post-T0 event removed gives the same model
-    again = train(history.until(T0), catalog, profiles, T0, out.parent / "again", CONFIG, False)
+    only_past = TrainingSet(history.until(T0), catalog, profiles, T0)
+    again = train(only_past, out.parent / "again", CONFIG, False)
     assert again["scorer"] == meta["scorer"]
     assert again["training_data"] == data
     on_disk = json.loads((out / "meta.json").read_text())
@@ -107,8 +109,9 @@ def test_future_events_change_neither_features_nor_recommendations(trained):
     model = load_model("control", out, copy)
     users = list(range(0, 120, 11))
     before = {u: model.recommend(u, at, 5) for u in users}
-    req = model.builder.request(3, at, np.arange(20))
-    features_before, _ = model.builder.matrix(req)
+    builder = model.pipeline.builder
+    every_column = [name for block in builder.blocks for name in block.names]
+    features_before = builder.matrix(builder.request(3, at, np.arange(20)), every_column)
     # a flood of likes right at and after `at` (also on the posts we recommended)
     flood = [
         Event(at + timedelta(seconds=s), u, p, "like")
@@ -118,7 +121,7 @@ def test_future_events_change_neither_features_nor_recommendations(trained):
     copy.add(flood)
     after = {u: model.recommend(u, at, 5) for u in users}
     assert after == before
-    features_after, _ = model.builder.matrix(model.builder.request(3, at, np.arange(20)))
+    features_after = builder.matrix(builder.request(3, at, np.arange(20)), every_column)
     assert np.array_equal(features_before, features_after)
     # ...while a request after the flood sees it: the liked posts are gone
     later = at + timedelta(days=1)

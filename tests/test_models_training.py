@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
-from feedlab.models.training import Rows, fewest_best_trees, group_hit_rate, hit_rate_by_trees
+from feedlab.models.training import (
+    TrainingRows,
+    fewest_best_trees,
+    group_hit_rate,
+    hit_rate_by_trees,
+)
 
 
-def rows(groups: list[int], labels: list[bool]) -> Rows:
-    return Rows(np.zeros((len(groups), 1)), np.array(labels), np.array(groups), ["x"])
+def rows(groups: list[int], labels: list[bool]) -> TrainingRows:
+    return TrainingRows(np.zeros((len(groups), 1)), np.array(labels), np.array(groups), ["x"])
 
 
-def per_group(scores: np.ndarray, r: Rows, k: int) -> float:
+def per_group(scores: np.ndarray, r: TrainingRows, k: int) -> float:
     """The definition, one group at a time."""
     hits = []
     for g in np.unique(r.groups):
@@ -39,7 +44,7 @@ def test_matches_the_per_group_definition_on_random_rows():
         if trial % 2:
             groups = np.sort(groups)
         scores = rng.integers(0, 4, n).astype(float) if trial % 3 == 0 else rng.random(n)
-        r = Rows(np.zeros((n, 1)), rng.random(n) < 0.1, groups, ["x"])
+        r = TrainingRows(np.zeros((n, 1)), rng.random(n) < 0.1, groups, ["x"])
         k = int(rng.integers(1, 7))
         assert group_hit_rate(scores, r, k) == per_group(scores, r, k), trial
 
@@ -51,7 +56,7 @@ def test_hit_rate_by_trees_matches_each_truncated_model():
     n = 600
     x = rng.random((n, 3))
     labels = rng.random(n) < 0.2 + 0.5 * x[:, 0]
-    r = Rows(x, labels, np.repeat(np.arange(60), 10), ["a", "b", "c"])
+    r = TrainingRows(x, labels, np.repeat(np.arange(60), 10), ["a", "b", "c"])
     prior = rng.normal(size=n)
     params = {"iterations": 25, "depth": 2, "verbose": False, "allow_writing_files": False}
     ranker = CatBoost({**params, "loss_function": "Logloss"}).fit(x, labels.astype(float))
@@ -63,8 +68,7 @@ def test_hit_rate_by_trees_matches_each_truncated_model():
         assert rates[trees] == group_hit_rate(prior + raw, r)
 
 
-def test_fewest_best_trees_breaks_ties_toward_fewer_and_honours_the_floor():
+def test_fewest_best_trees_breaks_ties_toward_fewer_and_may_keep_the_prior_alone():
     rates = {0: 0.5, 10: 0.4, 20: 0.6, 30: 0.6}
     assert fewest_best_trees(rates) == 20
     assert fewest_best_trees({0: 0.7, 10: 0.4, 20: 0.6}) == 0
-    assert fewest_best_trees({0: 0.7, 10: 0.4, 20: 0.6}, least=10) == 20

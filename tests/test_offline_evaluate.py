@@ -57,9 +57,6 @@ class Fixed:
         self.calls.append((user_id, at, limit))
         return self.posts[:limit]
 
-    def observe(self, events: list) -> None:
-        pass
-
 
 def test_pairs_follow_the_protocol():
     h = history()

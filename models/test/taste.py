@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from feedlab.models.candidates import top_positions
 from feedlab.models.features import DAY_US, Request, UserState
 
 RECENT_LIKES = 10
@@ -99,6 +100,20 @@ class EmbeddingFeatures:
     z-score and a rank within the request's candidates (what the ranker compares)."""
 
     CACHED_USERS = 1024  # ~130 KB each (the seen and recent vectors, the similarity)
+    names = (
+        "emb_cos_profile",
+        "emb_cos_passed",
+        "emb_cos_contrast",
+        "emb_max_recent",
+        "emb_mean_recent",
+        "emb_sim_last",
+        "emb_knn_like_rate",
+        "emb_user_likes",
+        "emb_cos_profile_z",
+        "emb_cos_profile_rank",
+        "emb_max_recent_z",
+        "emb_max_recent_rank",
+    )
 
     def __init__(self, vectors: np.ndarray, config: TasteConfig) -> None:
         self.vectors = vectors
@@ -188,3 +203,17 @@ def _rank(x: np.ndarray) -> np.ndarray:
     out = np.empty(n, np.float32)
     out[np.argsort(-x, kind="stable")] = np.arange(n) / max(1, n - 1)
     return out
+
+
+@dataclass(frozen=True)
+class NearestToTaste:
+    """Candidate source: the `k` allowed posts nearest to the user's liked profile (none for a
+    user without likes)."""
+
+    features: EmbeddingFeatures
+    k: int
+
+    def __call__(self, req: Request, allowed: np.ndarray) -> np.ndarray:
+        if not (self.k and self.features.taste(req.user).n_likes):
+            return np.empty(0, np.int64)
+        return top_positions(self.features.similarity(req.user), self.k, allowed)

@@ -1,0 +1,472 @@
+"""The one ranker both arms are: candidates → point-in-time features → popularity prior +
+CatBoost correction (`models.scoring`).
+
+`Ranker` is the estimator: its parameters are a `RankerConfig` and an arm's `Extension` (the
+feature blocks and candidate sources the arm adds for a catalog); `fit` learns the text SVD, the
+profile encoder, the prior and the correction from events before T0; `save` and `Ranker.load`
+write and read the artifact folder; `recommender` serves the fitted ranker on a live History.
+Training rows and requests go through the same `Pipeline`, so what the model was fitted on is
+what it is served.
+
+Training, point-in-time by construction: the ranker sees `history.until(t0)` only. Rows come
+from cutoffs c < T0 (every `step_days` back from T0 - W): for each, the users with a like in
+[c, c+W) and an event before c, their candidates at c (posts they had not seen), features from
+history before c, label = liked in [c, c+W). The latest `valid_cutoffs` cutoffs are held out:
+the prior is fitted on the others, the correction is fitted with `iterations` trees and the
+held-out HitRate@5 among candidates picks the tree count (in steps of `tree_step`, zero trees =
+the prior alone, ties to fewer trees; log-loss keeps falling on user-level calibration long
+after the ranking stops improving). Then the prior is refitted on every cutoff and the
+correction refitted there with the picked count.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from feedlab.models.candidates import (
+    CandidateConfig,
+    CandidateSource,
+    candidate_request,
+    shared_sources,
+)
+from feedlab.models.catalog import PostCatalog, UserProfiles
+from feedlab.models.features import (
+    USER_NAMES,
+    FeatureBlock,
+    FeatureBuilder,
+    PostTable,
+    ProfileEncoder,
+    Request,
+    TextSVD,
+)
+from feedlab.models.history import History
+from feedlab.models.scoring import Prior, Scorer, share_columns
+from feedlab.models.training import (
+    TrainingRows,
+    cutoffs,
+    fewest_best_trees,
+    group_hit_rate,
+    hit_rate_by_trees,
+    training_data,
+    write_meta,
+)
+
+FORMAT_VERSION = 2
+POPULAR_COLUMN = "post_like_share_30d"  # the "popular" line of the validation metrics
+
+
+@dataclass
+class RankerConfig:
+    """The ranker's parameters, one behaviour for every arm; an arm sets `ranker_columns`.
+    `loss` is CatBoost's `loss_function`: a pointwise loss (Logloss) today; a per-user ranking
+    loss (YetiRank, PairLogit) would also pass the rows' groups to the pool."""
+
+    window_days: float = 7
+    step_days: float = 1
+    max_cutoffs: int = 80
+    min_history_days: float = 21
+    valid_cutoffs: int = 7  # the last week of cutoffs picks the number of trees
+    iterations: int = 300
+    tree_step: int = 10
+    depth: int = 4
+    learning_rate: float = 0.03
+    loss: str = "Logloss"  # CatBoost's loss_function for the correction
+    text_dim: int = 32
+    neighbours: int = 50
+    seed: int = 0
+    threads: int = 2
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    prior_windows: tuple[str, ...] = ("1d", "3d", "7d", "14d", "30d")
+    # Columns CatBoost corrects the prior with (an arm adds its own). Chosen on MovieLens:
+    # all-time counts and co-visitation scores drift with history length and hurt out of time.
+    ranker_columns: tuple[str, ...] = USER_NAMES
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RankerConfig:
+        config = cls(**{k: v for k, v in raw.items() if k != "candidates"})
+        config.candidates = CandidateConfig(**raw.get("candidates", {}))
+        config.prior_windows = tuple(config.prior_windows)
+        config.ranker_columns = tuple(config.ranker_columns)
+        return config
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What a ranker is fitted on: the events (only those before `t0` are read), the post
+    catalog and the user profiles."""
+
+    history: History
+    posts: PostCatalog
+    users: UserProfiles | None
+    t0: datetime
+
+
+class Extension(Protocol):
+    """What an arm adds to the shared blocks and sources, for one catalog."""
+
+    def parts(
+        self, history: History, table: PostTable
+    ) -> tuple[list[FeatureBlock], list[CandidateSource]]: ...
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Candidates and features for one catalog. Everything in it is indexed by catalog
+    position, so it is replaced as a whole when posts arrive: a concurrent request sees the old
+    catalog or the new one, never a mix."""
+
+    builder: FeatureBuilder
+    sources: tuple[CandidateSource, ...]
+
+    @property
+    def catalog(self) -> PostCatalog:
+        return self.builder.posts.catalog
+
+    def request(
+        self, user_id: int, at: datetime, exclude_seen: bool, exclude: Collection[int] | None
+    ) -> Request:
+        return candidate_request(self.builder, self.sources, user_id, at, exclude_seen, exclude)
+
+
+class Ranker:
+    """The estimator. Fitted attributes end in `_`: `fit` or `load` sets them (the name and
+    version come with `save` or `load`)."""
+
+    def __init__(self, config: RankerConfig | None = None, extension: Extension | None = None):
+        self.config = config or RankerConfig()
+        self.extension = extension
+
+    # fitting ----------------------------------------------------------------------------
+
+    def fit(self, data: TrainingSet, progress: bool = True) -> Ranker:
+        """Fit on the events before `data.t0` only."""
+        from tqdm import tqdm
+
+        config, t0 = self.config, data.t0
+        started = time.perf_counter()
+        past = data.history.until(t0)
+        span = past.time_range()
+        if span is None:
+            raise ValueError(f"t0: no events before {t0}")
+        self.fit_tables(data.posts, data.users)
+        points = cutoffs(past, t0, config)
+        pipeline = self.pipeline(past, data.posts, self.users_)
+        shares = share_columns(config.prior_windows)
+        wanted = list(dict.fromkeys([*shares, POPULAR_COLUMN, *config.ranker_columns]))
+        per_cutoff = rows_per_cutoff(pipeline, points, wanted, config.window_days, progress)
+        n_valid = max(1, min(config.valid_cutoffs, len(per_cutoff) // 4))
+        fit_rows = TrainingRows.concat(per_cutoff[:-n_valid])
+        valid = TrainingRows.concat(per_cutoff[-n_valid:])
+        rows = TrainingRows.concat(per_cutoff)
+
+        columns = list(config.ranker_columns)
+        with tqdm(total=2, desc="ranker: CatBoost", disable=not progress) as bar:
+            prior = fit_prior(fit_rows, shares)
+            probe = fit_correction(fit_rows, prior, columns, config.iterations, config)
+            rates = hit_rate_by_trees(
+                probe,
+                prior(valid.take([prior.column])[:, 0]),
+                valid.take(columns),
+                valid,
+                config.tree_step,
+            )
+            trees = fewest_best_trees(rates)
+            bar.update()
+            prior = fit_prior(rows, shares)
+            booster = fit_correction(rows, prior, columns, trees, config) if trees else None
+            self.scorer_ = Scorer(prior, config.ranker_columns, booster)
+            bar.update()
+        self.report_ = {
+            "t0": t0.isoformat(),
+            "training_data": training_data(past, span, points, config.window_days, rows),
+            "metrics": {
+                "valid_cutoffs": [c.isoformat() for c in points[-n_valid:]],
+                "valid_groups": len(np.unique(valid.groups)),
+                "valid_hit_rate_at_5_candidates": rates[trees],
+                "valid_hit_rate_at_5_candidates_prior": rates[0],
+                "valid_hit_rate_at_5_candidates_popular": group_hit_rate(
+                    valid.take([POPULAR_COLUMN])[:, 0], valid
+                ),
+                "trees": trees,
+            },
+            "feature_importance": self._importances(),
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+        return self
+
+    def fit_tables(self, posts: PostCatalog, users: UserProfiles | None) -> Ranker:
+        """The label-free part of `fit`: the text SVD, the topic vocabulary and the profile
+        encoder, which `pipeline` needs."""
+        self.posts_, self.users_ = posts, users or UserProfiles.empty()
+        self.text_model_ = TextSVD(self.config.text_dim, self.config.seed).fit(posts.texts)
+        self.topic_vocab_ = sorted({t for t in posts.topics if t})
+        self.encoder_ = ProfileEncoder.fit(self.users_)
+        return self
+
+    def _importances(self) -> dict[str, float]:
+        booster = self.scorer_.booster
+        if booster is None:
+            return {}
+        values = booster.get_feature_importance(type="PredictionValuesChange").round(4)
+        return dict(zip(self.scorer_.ranker_columns, values.tolist(), strict=True))
+
+    # serving ----------------------------------------------------------------------------
+
+    def pipeline(self, history: History, posts: PostCatalog, users: UserProfiles) -> Pipeline:
+        """Candidates and features for `posts` on `history` (fitted text model and encoder)."""
+        table = PostTable.build(posts, self.text_model_, self.topic_vocab_)
+        blocks, sources = self.extension.parts(history, table) if self.extension else ([], [])
+        builder = FeatureBuilder(history, table, users, self.encoder_, extra_blocks=blocks)
+        shared = shared_sources(self.config.candidates, history, posts, self.config.neighbours)
+        return Pipeline(builder, (*shared, *sources))
+
+    def recommender(
+        self,
+        history: History,
+        posts: PostCatalog | None = None,
+        users: UserProfiles | None = None,
+    ) -> RankedRecommender:
+        """The fitted ranker serving on `history`; `posts` (the live catalog, default: the
+        training one) may hold posts training never saw; `users` default to training's."""
+        pipeline = self.pipeline(history, posts or self.posts_, users or self.users_)
+        pipeline.builder.check(self.scorer_.columns)
+        return RankedRecommender(self.name_, self.version_, self, pipeline)
+
+    # saving -----------------------------------------------------------------------------
+
+    def save(self, out: Path, name: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Write the artifact folder `out` (created if missing); `extra`: the arm's own meta
+        keys. Returns the meta, versioned by a digest of its content."""
+        out.mkdir(parents=True, exist_ok=True)
+        scorer = self.scorer_
+        (out / "model.cbm").unlink(missing_ok=True)
+        if scorer.booster is not None:
+            scorer.booster.save_model(str(out / "model.cbm"))
+        (out / "text_svd.pkl").write_bytes(pickle.dumps(self.text_model_))
+        self.users_.save(out / "users.pkl")
+        posts = self.posts_
+        catalog = {
+            "post_ids": posts.post_ids.tolist(),
+            "texts": posts.texts,
+            "topics": posts.topics,
+        }
+        (out / "posts.json").write_text(json.dumps(catalog))
+        meta = {
+            "model": name,
+            "format": FORMAT_VERSION,
+            "trained_at": datetime.now().replace(microsecond=0).isoformat(),
+            **self.report_,
+            "config": asdict(self.config),
+            "scorer": {
+                "prior": asdict(scorer.prior),
+                "ranker_columns": list(scorer.ranker_columns),
+                "trees": scorer.trees,
+            },
+            "topic_vocab": self.topic_vocab_,
+            "profile_encoder": asdict(self.encoder_),
+            **extra,
+        }
+        meta = write_meta(out, name, datetime.fromisoformat(self.report_["t0"]), meta)
+        self.name_, self.version_ = name, meta["version"]
+        return meta
+
+    @classmethod
+    def load(cls, path: Path, name: str, extension: Extension | None = None) -> Ranker:
+        """The fitted ranker of the artifact folder `path` (trained as arm `name`)."""
+        meta = read_meta(path, name)
+        ranker = cls(RankerConfig.from_dict(meta["config"]), extension)
+        raw = meta["scorer"]
+        booster = None
+        if raw["trees"]:
+            from catboost import CatBoost
+
+            booster = CatBoost()
+            booster.load_model(str(path / "model.cbm"))
+        ranker.scorer_ = Scorer(Prior(**raw["prior"]), tuple(raw["ranker_columns"]), booster)
+        ranker.text_model_ = pickle.loads((path / "text_svd.pkl").read_bytes())
+        ranker.users_ = UserProfiles.load(path / "users.pkl")
+        saved = json.loads((path / "posts.json").read_text())
+        ranker.posts_ = PostCatalog.from_records(saved["post_ids"], saved["texts"], saved["topics"])
+        ranker.topic_vocab_ = meta["topic_vocab"]
+        ranker.encoder_ = ProfileEncoder(**meta["profile_encoder"])
+        ranker.report_ = {k: meta[k] for k in ("t0", "training_data", "metrics")}
+        ranker.name_, ranker.version_ = name, meta["version"]
+        return ranker
+
+
+def fit_prior(rows: TrainingRows, shares: list[str]) -> Prior:
+    """The prior over the like-share columns `shares`, picked by HitRate@5 on `rows`."""
+    return Prior.fit(
+        {c: rows.take([c])[:, 0] for c in shares},
+        rows.labels,
+        lambda score: group_hit_rate(score, rows),
+    )
+
+
+def fit_correction(
+    rows: TrainingRows, prior: Prior, columns: list[str], iterations: int, config: RankerConfig
+) -> Any:
+    """CatBoost with `iterations` trees fitted to correct `prior` on `rows` from `columns`."""
+    from catboost import CatBoost, Pool
+
+    booster = CatBoost(
+        {
+            "loss_function": config.loss,
+            "iterations": iterations,
+            "depth": config.depth,
+            "learning_rate": config.learning_rate,
+            "random_seed": config.seed,
+            "thread_count": config.threads,
+            "verbose": False,
+            "allow_writing_files": False,
+        }
+    )
+    pool = Pool(
+        rows.take(columns),
+        rows.labels.astype(np.float32),
+        baseline=prior(rows.take([prior.column])[:, 0]),
+    )
+    return booster.fit(pool)
+
+
+def read_meta(path: Path, name: str) -> dict[str, Any]:
+    """`path/meta.json` of an arm-`name` artifact in this format, else a ValueError saying
+    what to do."""
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("model") != name:
+        raise ValueError(f"artifact: {path} holds a {meta.get('model')!r} model, not {name!r}")
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"artifact: {path} was written in format {meta.get('format')}, this feedlab reads "
+            f"format {FORMAT_VERSION}; retrain it with `feedlab train {name} --out {path}`"
+        )
+    return meta
+
+
+def rows_per_cutoff(
+    pipeline: Pipeline,
+    points: Sequence[datetime],
+    columns: list[str],
+    window_days: float,
+    progress: bool = True,
+) -> list[TrainingRows]:
+    """`labelled_rows` of every cutoff that has any, group ids unique across cutoffs."""
+    from tqdm import tqdm
+
+    per_cutoff: list[TrainingRows] = []
+    offset = 0
+    for c in tqdm(points, desc="ranker: training rows", disable=not progress):
+        rows = labelled_rows(pipeline, c, columns, window_days, offset)
+        if rows is not None:
+            per_cutoff.append(rows)
+            offset = int(rows.groups.max()) + 1
+    if len(per_cutoff) < 2:
+        raise ValueError("t0: too few labelled training rows before T0 (need two cutoffs)")
+    return per_cutoff
+
+
+def labelled_rows(
+    pipeline: Pipeline, cutoff: datetime, columns: list[str], window_days: float, offset: int
+) -> TrainingRows | None:
+    """The candidates at `cutoff` (seen posts excluded) of each user with an event before it
+    and a like in [cutoff, cutoff + window), labelled by those likes; users none of whose
+    candidates they liked are left out. Labels and groups are set over all users at once."""
+    history = pipeline.builder.history
+    window = history.events_between(cutoff, cutoff + timedelta(days=window_days))
+    liked_users, liked_posts = window.user_ids[window.is_like], window.post_ids[window.is_like]
+    requests = [pipeline.request(int(u), cutoff, True, None) for u in np.unique(liked_users)]
+    requests = [r for r in requests if len(r.user.ts) and len(r.candidates)]
+    if not requests:
+        return None
+    sizes = np.array([len(r.candidates) for r in requests])
+    owner = np.repeat(np.arange(len(requests)), sizes)
+    posts = pipeline.catalog.post_ids[np.concatenate([r.candidates for r in requests])]
+    users = np.array([r.user.user_id for r in requests])
+    labels = pair_in(users[owner], posts, liked_users, liked_posts)
+    keep = np.flatnonzero(np.bincount(owner, weights=labels, minlength=len(requests)) > 0)
+    if not len(keep):
+        return None
+    rows = np.isin(owner, keep)
+    matrix = np.vstack([pipeline.builder.matrix(requests[i], columns) for i in keep])
+    groups = offset + np.searchsorted(keep, owner[rows])
+    return TrainingRows(matrix, labels[rows], groups, columns)
+
+
+def pair_in(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray) -> np.ndarray:
+    """Whether each pair (a[i], b[i]) is among the pairs (set_a[j], set_b[j])."""
+
+    def pairs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        out = np.empty(len(x), [("a", np.int64), ("b", np.int64)])
+        out["a"], out["b"] = x, y
+        return out
+
+    return np.isin(pairs(a, b), pairs(set_a, set_b))
+
+
+class RankedRecommender:
+    """A fitted `Ranker` serving on a live History; one instance serves many threads. Posts
+    that arrive after loading join through `add_posts`."""
+
+    def __init__(self, name: str, version: str, ranker: Ranker, pipeline: Pipeline) -> None:
+        self.name = name
+        self.version = version
+        self.ranker = ranker
+        self.pipeline = pipeline
+        self.history = pipeline.builder.history
+        self._growing = threading.Lock()
+
+    @property
+    def catalog(self) -> PostCatalog:
+        return self.pipeline.catalog
+
+    def scored(
+        self, user_id: int, at: datetime, exclude: Collection[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate post ids, their scores) for one request."""
+        pipeline, scorer = self.pipeline, self.ranker.scorer_
+        req = pipeline.request(user_id, at, False, exclude)
+        post_ids = pipeline.catalog.post_ids[req.candidates]
+        if len(req.candidates) == 0:
+            return post_ids, np.zeros(0)
+        return post_ids, scorer.score(pipeline.builder.matrix(req, scorer.columns))
+
+    def recommend(
+        self, user_id: int, at: datetime, limit: int, exclude: Collection[int] | None = None
+    ) -> list[int]:
+        post_ids, scores = self.scored(user_id, at, exclude)
+        return post_ids[np.argsort(-scores, kind="stable")[:limit]].tolist()
+
+    def add_posts(
+        self,
+        post_ids: Sequence[int],
+        texts: Sequence[str],
+        topics: Sequence[str | None] | None = None,
+    ) -> int:
+        """Make posts that arrived after loading recommendable (posts already known keep
+        what they have). Returns how many were added."""
+        topics = list(topics) if topics is not None else [None] * len(post_ids)
+        if not len(post_ids) == len(texts) == len(topics):
+            raise ValueError("posts: post_ids, texts and topics must have the same length")
+        with self._growing:
+            old = self.pipeline.catalog
+            given = zip(post_ids, texts, topics, strict=True)
+            fresh = {int(p): (t or "", s) for p, t, s in given if old.index.get(int(p)) < 0}
+            if not fresh:
+                return 0
+            grown = PostCatalog(
+                np.concatenate([old.post_ids, np.fromiter(fresh, np.int64, len(fresh))]),
+                [*old.texts, *(t for t, _ in fresh.values())],
+                [*old.topics, *(s for _, s in fresh.values())],
+            )
+            profiles = self.pipeline.builder.profiles
+            self.pipeline = self.ranker.pipeline(self.history, grown, profiles)
+            return len(fresh)
