@@ -50,9 +50,9 @@ def train_control(
     m = meta["metrics"]
     typer.echo(
         f"control {meta['version']} written to {out} in {meta['train_seconds']} s "
-        f"({meta['training_data']['rows']} rows); valid HitRate@5 among candidates "
-        f"{m['valid_hit_rate_at_5_candidates']:.3f} "
-        f"(popularity prior alone: {m['valid_hit_rate_at_5_candidates_prior']:.3f})"
+        f"({meta['training_data']['rows']} rows); held-out HitRate@5 among its candidates "
+        f"{m['valid_hit_rate_at_5_candidates']:.3f}, its popularity prior alone "
+        f"{m['valid_hit_rate_at_5_candidates_prior']:.3f} ({m['valid_cutoffs']} cutoffs)"
     )
 
 
@@ -72,11 +72,13 @@ def train_test(
 ) -> None:
     """Train the test arm (post embeddings + CatBoost) on events before T0."""
     meta = run_train_test(url, t0, out, embedding_model, iterations)
+    m = meta["metrics"]
     typer.echo(
         f"test arm {meta['version']} written to {out} "
         f"(embeddings: {meta['embedding']['model']}, {meta['embedding']['encoded_now']} "
-        f"encoded now; valid HitRate@5 among candidates "
-        f"{meta['metrics']['valid_hit_rate_at_5_candidates']:.3f})"
+        f"encoded now); held-out HitRate@5 among its candidates "
+        f"{m['valid_hit_rate_at_5_candidates']:.3f}, its prior alone "
+        f"{m['valid_hit_rate_at_5_candidates_prior']:.3f} ({len(m['valid_cutoffs'])} cutoffs)"
     )
 
 

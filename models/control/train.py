@@ -26,6 +26,7 @@ from feedlab.models.history import History
 from feedlab.models.scoring import fit_log_prior
 from feedlab.models.training import (
     Rows,
+    TreeProgress,
     candidate_rows,
     cutoffs,
     fewest_best_trees,
@@ -34,6 +35,7 @@ from feedlab.models.training import (
     hit_rate_by_trees,
     scorer_meta,
     training_data,
+    tree_bar,
     write_meta,
 )
 
@@ -134,8 +136,6 @@ def train(
     progress: bool = True,
 ) -> dict:
     """Train on events before `t0`, write the artifact folder `out`, return its meta."""
-    from tqdm import tqdm
-
     config = config or TrainConfig()
     started = time.perf_counter()
     past, span = history_before(history, t0)
@@ -159,9 +159,9 @@ def train(
 
     all_rows = Rows.concat(per_cutoff)
     scorer = fit_prior(fit_rows, config)
-    with tqdm(total=2, desc="control: CatBoost", disable=not progress) as bar:
+    with tree_bar("control: CatBoost trees", config.iterations, progress) as bar:
         probe = _classifier(config, config.iterations)
-        probe.fit(_pool(fit_rows, scorer))
+        probe.fit(_pool(fit_rows, scorer), callbacks=[TreeProgress(bar)])
         best = best_tree_count(probe, scorer, valid_rows, config)
         scorer.ranker = probe.copy()
         scorer.ranker.shrink(best)
@@ -179,12 +179,11 @@ def train(
             ),
             "best_iteration": best,
         }
-        bar.update()
+        bar.total += best
         scorer = fit_prior(all_rows, config)
         final = _classifier(config, best)
-        final.fit(_pool(all_rows, scorer))
+        final.fit(_pool(all_rows, scorer), callbacks=[TreeProgress(bar)])
         scorer.ranker = final
-        bar.update()
 
     importances = dict(
         zip(scorer.ranker_columns, final.get_feature_importance().round(3).tolist(), strict=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from feedlab.models.artifact import save_shared
@@ -32,6 +32,7 @@ from feedlab.models.test.taste import EmbeddingFeatures, TasteConfig
 from feedlab.models.training import (
     CandidateRows,
     Rows,
+    TreeProgress,
     candidate_rows,
     cutoffs,
     fewest_best_trees,
@@ -40,6 +41,7 @@ from feedlab.models.training import (
     hit_rate_by_trees,
     scorer_meta,
     training_data,
+    tree_bar,
     write_meta,
 )
 
@@ -170,8 +172,11 @@ def _pool(rows: Rows, scorer: PriorScorer, weight_groups: bool):
     )
 
 
-def fit_correction(rows: Rows, scorer: PriorScorer, config: TrainConfig, iterations: int):
-    """CatBoost fitted to correct `scorer`'s prior on `rows` from its ranker columns."""
+def fit_correction(
+    rows: Rows, scorer: PriorScorer, config: TrainConfig, iterations: int, bar: Any = None
+):
+    """CatBoost fitted to correct `scorer`'s prior on `rows` from its ranker columns (`bar`:
+    a progress bar moved per tree)."""
     from catboost import CatBoost
 
     ranker = CatBoost(
@@ -186,7 +191,8 @@ def fit_correction(rows: Rows, scorer: PriorScorer, config: TrainConfig, iterati
             "allow_writing_files": False,
         }
     )
-    return ranker.fit(_pool(rows, scorer, config.weight_groups))
+    callbacks = [TreeProgress(bar)] if bar is not None else None
+    return ranker.fit(_pool(rows, scorer, config.weight_groups), callbacks=callbacks)
 
 
 def train(
@@ -203,8 +209,6 @@ def train(
     """Train on events before `t0`, write the artifact folder `out`, return its meta.
     `engine`: where the `post_embeddings` cache lives (None: no table cache); `cache_from`:
     an earlier artifact whose vectors may be reused (default: `out` itself)."""
-    from tqdm import tqdm
-
     config = config or TrainConfig()
     started = time.perf_counter()
     past, span = history_before(history, t0)
@@ -222,7 +226,7 @@ def train(
     valid_rows = Rows.concat(per_cutoff[-n_valid:])
     all_rows = Rows.concat(per_cutoff)
 
-    with tqdm(total=2, desc="test: CatBoost", disable=not progress) as bar:
+    with tree_bar("test: CatBoost trees", config.iterations, progress) as bar:
         column, coef, intercept = fit_prior(
             fit_rows.matrix,
             fit_rows.labels,
@@ -232,7 +236,7 @@ def train(
         )
         ranker_columns = [c for c in config.ranker_columns if c in fit_rows.columns]
         scorer = PriorScorer(fit_rows.columns, ranker_columns, column, coef, intercept, 0)
-        scorer.ranker = fit_correction(fit_rows, scorer, config, config.iterations)
+        scorer.ranker = fit_correction(fit_rows, scorer, config, config.iterations, bar)
         by_trees = hit_rate_by_trees(
             scorer.ranker,
             scorer.prior(valid_rows.matrix),
@@ -248,10 +252,9 @@ def train(
             "valid_hit_rate_at_5_candidates_prior": by_trees[0],
             "trees": best,
         }
-        bar.update()
-        final = fit_correction(all_rows, scorer, config, max(best, 1))
+        bar.total += max(best, 1)
+        final = fit_correction(all_rows, scorer, config, max(best, 1), bar)
         scorer.ranker, scorer.trees = final, best
-        bar.update()
 
     ranker_idx = [all_rows.columns.index(c) for c in ranker_columns]
     importance = final.get_feature_importance(type="PredictionValuesChange").round(4).tolist()
