@@ -22,8 +22,7 @@ def parse_duration(text: str) -> float:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
     if not m or float(m.group(1)) <= 0:
         raise typer.BadParameter(
-            f"--window: a positive duration with its unit s, m, h or d (e.g. 30m, 1h), "
-            f"got {text!r}"
+            f"--window: a positive duration with its unit s, m, h or d (e.g. 30m, 1h), got {text!r}"
         )
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
