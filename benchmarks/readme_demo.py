@@ -3,7 +3,8 @@ README's sample block number by number, and optionally rewrite the block.
 
     .venv/bin/python benchmarks/readme_demo.py              # run the demo, diff against README
     .venv/bin/python benchmarks/readme_demo.py --write      # run it and rewrite the README block
-    .venv/bin/python benchmarks/readme_demo.py --log FILE   # diff a saved `feedlab demo` stdout
+    .venv/bin/python benchmarks/readme_demo.py --log FILE   # diff a saved `make demo` stdout
+    make demo | tee demo.out; .venv/bin/python benchmarks/readme_demo.py --log demo.out --write
 
 The demo runs with `--no-serve` in a temporary folder (its progress bars stay on the terminal;
 only its standard output is compared). What differs between two runs of the same code and seed
@@ -46,7 +47,12 @@ def run_demo() -> str:
             lines.append(line)
         if proc.wait() != 0:
             raise SystemExit(f"the demo failed (exit {proc.returncode})")
-        return "".join(lines).replace(str(Path(tmp).resolve()), "...").replace(tmp, "...")
+        return in_folder("".join(lines), Path(tmp))
+
+
+def in_folder(output: str, folder: Path) -> str:
+    """The output with the demo's folder shown as `...`."""
+    return output.replace(str(folder.resolve()), "...").replace(str(folder), "...")
 
 
 def sample_block(readme: str) -> tuple[int, int]:
@@ -77,9 +83,12 @@ def masked(text: str) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help="Rewrite the README's sample block.")
-    ap.add_argument("--log", type=Path, help="Compare this saved demo stdout; run nothing.")
+    ap.add_argument("--log", type=Path, help="Use this saved demo stdout; run nothing.")
+    ap.add_argument(
+        "--dir", type=Path, default=Path.cwd(), help="With --log: the demo's --dir (default: .)."
+    )
     args = ap.parse_args()
-    fresh = args.log.read_text() if args.log else run_demo()
+    fresh = in_folder(args.log.read_text(), args.dir) if args.log else run_demo()
     readme = README.read_text()
     start, end = sample_block(readme)
     if args.write:
