@@ -271,6 +271,7 @@ def running_gateway(
 
     log = directory / "reports" / "gateway.log"
     args = serve_args(config, port, directory / "spool")
+    print(f"$ feedlab {' '.join(args)}  (loading history and models; log: {log})", flush=True)
     with contextlib.ExitStack() as stack:
         try:
             proc = stack.enter_context(serve_subprocess(args, env, port, log, HEALTH_TIMEOUT_S))
