@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Container
+from typing import Any
 
 from feedlab.gateway.dbutil import insert_ignore
 from feedlab.gateway.schemas import FeedEventIn
@@ -38,7 +39,9 @@ def store_events(engine: Engine, events: list[FeedEventIn]) -> list[FeedEventIn]
     return [e for key, e in unique.items() if key in new_keys]
 
 
-def unknown_posts(events: list[FeedEventIn], known: Container[int], batch: bool) -> list[dict]:
+def unknown_posts(
+    events: list[FeedEventIn], known: Container[int], batch: bool
+) -> list[dict[str, Any]]:
     """Validation errors (FastAPI's shape) for events whose post the gateway does not know:
     posts are loaded at start-up, so a post must be imported before the gateway starts."""
     return [

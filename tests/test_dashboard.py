@@ -14,11 +14,11 @@ import pytest
 from feedlab.analysis.dashboard.app import CACHE_SECONDS, Pages, create_dashboard
 from feedlab.analysis.dashboard.overview import list_experiments
 from feedlab.analysis.online.analyze import analyze
-from feedlab.storage.engine import make_engine
 from sqlalchemy import Engine
 
 from feedlab.demo import EXPERIMENT
 from tests.support.browser import rendered_dom
+from tests.support.db import migrated
 from tests.support.gateway import ServerThread
 from tests.support.synthetic import PhaseSpec, insert_phase, store_config
 
@@ -53,7 +53,7 @@ def add_phase(engine: Engine, *, first_user: int, start: datetime, salt: str) ->
 
 @pytest.fixture
 def world(sqlite_url: str) -> Iterator[tuple[str, Engine]]:
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     add_phase(engine, first_user=1, start=T0, salt="s1")
     with engine.begin() as conn:
         store_config(conn, DRAFT, T0 + timedelta(days=5))

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from feedlab.gateway.app import create_app
 from feedlab.gateway.settings import Settings
-from feedlab.storage.engine import make_engine
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.browser import rendered_dom
+from tests.support.db import migrated
 from tests.support.gateway import ServerThread, seed_world, wait_until, write_config
 
 TOKEN = "t0ken"
@@ -26,7 +26,7 @@ EVENT = {"timestamp": "2024-02-01T10:00:00", "user_id": 2, "post_id": 7, "action
 
 @pytest.fixture
 def gateway_url(sqlite_url: str, tmp_path: Path) -> Iterator[str]:
-    engine = make_engine(sqlite_url)
+    engine = migrated(sqlite_url)
     seed_world(engine)
     engine.dispose()
     settings = Settings(

@@ -18,6 +18,8 @@ from feedlab.storage.engine import make_engine
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
+from feedlab.settings import database_url
+
 CACHE_SECONDS = 60
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -57,10 +59,10 @@ def get_pages(request: Request) -> Pages:
 PagesDep = Annotated[Pages, Depends(get_pages)]
 
 
-def create_dashboard(database_url: str | None = None) -> FastAPI:
-    """The dashboard over `database_url` (default: $FEEDLAB_DATABASE_URL)."""
+def create_dashboard(url: str | None = None) -> FastAPI:
+    """The dashboard over the database at `url` (default: $FEEDLAB_DATABASE_URL)."""
     app = FastAPI(title="feedlab dashboard", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.pages = Pages(make_engine(database_url))
+    app.state.pages = Pages(make_engine(database_url(url)))
 
     @app.get("/", response_class=HTMLResponse)
     def experiments(pages: PagesDep) -> str:
