@@ -10,10 +10,12 @@ export TRANSFORMERS_OFFLINE := 1
 
 install: $(STAMP)
 
+# pip's own output is the install's progress (each package as it is collected and installed)
 $(STAMP): pyproject.toml
+	@echo "== install feedlab and its dependencies into $(VENV) (first time only; a few minutes)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -14,7 +14,9 @@ def register(app: typer.Typer) -> None:
 def assign_users(
     user_ids: list[int] = typer.Argument(None, help="User ids to look up."),
     config: Path = typer.Option(
-        None, "--config", help="Experiments YAML (default: experiments/experiments.yaml)."
+        None,
+        "--config",
+        help="Experiments YAML (default: experiments/experiments.yaml in the current folder).",
     ),
     sql: bool = typer.Option(
         False, "--sql", help="Print the PostgreSQL expression of the assignment instead."
@@ -26,13 +28,21 @@ def assign_users(
     from rich.console import Console
     from rich.table import Table
 
-    path = config or DEFAULT_CONFIG
+    if config is None and not DEFAULT_CONFIG.is_file():
+        typer.echo(
+            f"no {DEFAULT_CONFIG} under {Path.cwd()}: run this in the repository or give "
+            "--config FILE",
+            err=True,
+        )
+        raise typer.Exit(2)
+    path = (config or DEFAULT_CONFIG).resolve()
     try:
         loaded = load_config(path)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     if sql:
+        typer.echo(f"-- exp_group under {path} (config_version {loaded.version})")
         typer.echo(assignment_sql(loaded.config))
         return
     if not user_ids:

@@ -17,8 +17,10 @@ import yaml
 from feedlab.models.registry import BASELINES
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "experiments.yaml"
-"""The live config `feedlab serve` and `feedlab assign` use unless given --config."""
+DEFAULT_CONFIG = Path("experiments") / "experiments.yaml"
+"""The live config `feedlab serve` and `feedlab assign` use unless given --config: relative to
+the working directory (the repository or the deployment's folder), never the copy installed
+with the package, which nobody edits."""
 
 BUILTIN_MODELS = BASELINES
 """Models that need no entry under `models:` (popular is also the cold-start/fallback model)."""
@@ -154,44 +156,65 @@ def parse_config(text: str, source: str = "<string>") -> LoadedConfig:
     if not isinstance(data, dict):
         issues.append(ConfigIssue("", 1, "the file must be a mapping with default_model, ..."))
         raise ConfigError(source, issues)
+    issues.extend(_cross_checks(data, lines))
     try:
         config = ExperimentsConfig.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = _strip_union_tags(tuple(err["loc"]), data)
-            issues.append(ConfigIssue(_dotted(loc), _line_of(loc, lines), err["msg"]))
+        schema = [
+            ConfigIssue(_dotted(loc), _line_of(loc, lines), err["msg"])
+            for err in exc.errors()
+            for loc in [_strip_union_tags(tuple(err["loc"]), data)]
+        ]
+        issues = sorted([*issues, *schema], key=lambda i: (i.line or 0, i.field))
         raise ConfigError(source, issues) from None
-    issues.extend(_cross_checks(config, lines))
     if issues:
         raise ConfigError(source, issues)
     return LoadedConfig(config, text, config_version(config), source, lines)
 
 
-def _cross_checks(config: ExperimentsConfig, lines: dict[Loc, int]) -> list[ConfigIssue]:
-    """Rules that span fields: names unique, every referenced model declared."""
+def _cross_checks(data: dict[str, Any], lines: dict[Loc, int]) -> list[ConfigIssue]:
+    """Rules that span fields (names unique, every referenced model declared), checked on the
+    raw mapping so they are reported together with the schema's errors; a part of the wrong
+    shape is skipped here (the schema reports it)."""
     issues: list[ConfigIssue] = []
 
     def add(loc: Loc, message: str) -> None:
         issues.append(ConfigIssue(_dotted(loc), _line_of(loc, lines), message))
 
-    known = set(config.models) | set(BUILTIN_MODELS)
-    if config.default_model not in known:
-        add(("default_model",), f"model {config.default_model!r} is not declared under models")
+    models = data.get("models", {})
+    known = set(BUILTIN_MODELS) | (set(models) if isinstance(models, dict) else set())
+    check_models = isinstance(models, dict)
+
+    def undeclared(model: object) -> bool:
+        return check_models and isinstance(model, str) and model not in known
+
+    if undeclared(data.get("default_model")):
+        add(("default_model",), f"model {data['default_model']!r} is not declared under models")
+    experiments = data.get("experiments")
     seen_exp: set[str] = set()
-    for i, exp in enumerate(config.experiments):
-        if exp.name in seen_exp:
-            add(("experiments", i, "name"), f"duplicate experiment name {exp.name!r}")
-        seen_exp.add(exp.name)
+    for i, exp in enumerate(experiments if isinstance(experiments, list) else []):
+        if not isinstance(exp, dict):
+            continue
+        name = exp.get("name")
+        if isinstance(name, str):
+            if name in seen_exp:
+                add(("experiments", i, "name"), f"duplicate experiment name {name!r}")
+            seen_exp.add(name)
+        arms = exp.get("arms")
         seen_arm: set[str] = set()
-        for j, arm in enumerate(exp.arms):
+        for j, arm in enumerate(arms if isinstance(arms, list) else []):
+            if not isinstance(arm, dict):
+                continue
             loc = ("experiments", i, "arms", j)
-            if arm.name == DEFAULT_GROUP:
+            arm_name = arm.get("name")
+            if arm_name == DEFAULT_GROUP:
                 add((*loc, "name"), f"arm name {DEFAULT_GROUP!r} is reserved for non-participants")
-            if arm.name in seen_arm:
-                add((*loc, "name"), f"duplicate arm name {arm.name!r}")
-            seen_arm.add(arm.name)
-            if arm.model not in known:
-                add((*loc, "model"), f"model {arm.model!r} is not declared under models")
+            if isinstance(arm_name, str):
+                if arm_name in seen_arm:
+                    add((*loc, "name"), f"duplicate arm name {arm_name!r}")
+                seen_arm.add(arm_name)
+            if undeclared(arm.get("model")):
+                add((*loc, "model"), f"model {arm['model']!r} is not declared under models")
     return issues
 
 

@@ -13,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # plain help: rich mode prints a `<bool>` type beside every flag
 )
 
 COMMAND_MODULES = [
@@ -21,6 +22,7 @@ COMMAND_MODULES = [
     "feedlab.experiments.cli",
     "feedlab.gateway.cli",
     "feedlab.analysis.online.cli",
+    "feedlab.analysis.dashboard.cli",
     "feedlab.models.cli",
     "feedlab.analysis.offline.cli",
 ]

@@ -15,11 +15,13 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from feedlab.experiments.config import ConfigError, LoadedConfig
 from feedlab.gateway.exposures import ConfigRecord
-from feedlab.gateway.feed import apply_events, apply_stored, store_events
+from feedlab.gateway.feed import apply_events, apply_stored, store_events, unknown_posts
 from feedlab.gateway.recommend import serve
 from feedlab.gateway.schemas import (
+    FEED_BODY_TAGS,
     MAX_ID,
     AdminConfigOut,
     ConfigErrorOut,
@@ -80,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         follower: asyncio.Task[None] | None = None
         try:
             state.holder.on_new_config = lambda loaded, at: _config_loaded(state, loaded, at)
-            await state.holder.reload("start-up")
+            state.holder.on_reload = state.metrics.count_reload
+            await state.holder.reload("startup")
             app.state.gateway = state
             if settings.watch_config:
                 watcher = asyncio.create_task(state.holder.watch(stop))
@@ -97,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(state.exposure_log.close)
             state.engine.dispose()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with Swagger UI / ReDoc from the package, no CDN
         title="feedlab gateway",
         description="A/B experiment gateway for feed recommenders (see docs/architecture.md).",
         version="0.1.0",
@@ -127,10 +130,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"X-Request-ID": served.request_id},
         )
 
-    @app.post("/feed", response_model=FeedOut)
+    @app.post(
+        "/feed",
+        response_model=FeedOut,
+        responses={422: {"description": "An event is invalid or names an unknown post."}},
+    )
     async def post_feed(state: State, body: FeedBody) -> FeedOut:
-        """Views and likes (one or a list); a repeated `event_id` is accepted, stored once."""
+        """Views and likes (one or a list) of known posts; a repeated `event_id` is accepted,
+        stored once."""
         events = body if isinstance(body, list) else [body]
+        unknown = unknown_posts(events, state.post_json, batch=isinstance(body, list))
+        if unknown:
+            raise RequestValidationError(unknown)
         try:
             new = await asyncio.to_thread(store_events, state.engine, events)
         except SQLAlchemyError as exc:
@@ -176,9 +187,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Reload the experiments file now; an invalid file is refused (422), config kept."""
         before = state.holder.current.version
         try:
-            runtime = await state.holder.reload("POST /admin/reload", reload_models=models)
+            runtime = await state.holder.reload("admin", reload_models=models)
         except ConfigError as exc:
-            state.metrics.reloads.labels("refused").inc()
             out = ReloadOut(
                 status="refused",
                 config_version=before,
@@ -186,7 +196,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 error=_error_out(exc, state.holder.last_error_at),
             )
             return JSONResponse(out.model_dump(mode="json"), status_code=422)
-        state.metrics.reloads.labels("ok").inc()
         return ReloadOut(
             status="ok", config_version=runtime.version, changed=runtime.version != before
         )
@@ -260,15 +269,23 @@ def _error_out(exc: ConfigError | None, at: datetime | None) -> ConfigErrorOut |
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422 plus a `message` that names each bad parameter."""
+    """FastAPI's 422 plus a `message` that names each bad parameter, the errors of one event
+    of a `POST /feed` batch under one `event [i]`."""
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    parts = []
+    errors = [
+        {**e, "loc": tuple(p for p in e.get("loc", ()) if p not in FEED_BODY_TAGS)}
+        for e in exc.errors()
+    ]
+    grouped: dict[str, list[str]] = {}
     for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body")]
-        parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg')}")
+        loc = [p for p in err["loc"] if p not in ("query", "body")]
+        event = f"event [{loc.pop(0)}]: " if loc and isinstance(loc[0], int) else ""
+        grouped.setdefault(event, []).append(
+            f"{'.'.join(map(str, loc)) or 'request'}: {err['msg']}"
+        )
     state = getattr(request.app.state, "gateway", None)
     if state is not None:
         state.metrics.bad_requests.labels(request.url.path).inc()
     detail = [{k: v for k, v in e.items() if k != "ctx" and k != "input"} for e in errors]
-    return JSONResponse({"message": "; ".join(parts), "detail": detail}, status_code=422)
+    message = "; ".join(event + ", ".join(parts) for event, parts in grouped.items())
+    return JSONResponse({"message": message, "detail": detail}, status_code=422)

@@ -34,6 +34,9 @@ def serve(
         0.1, "--feed-sync", min=0.01, help="With --workers > 1: seconds between feed polls."
     ),
     log_level: str = typer.Option("info", "--log-level"),
+    access_log: bool = typer.Option(
+        True, "--access-log/--no-access-log", help="Log every request (uvicorn's access log)."
+    ),
 ) -> None:
     """Run the gateway on $FEEDLAB_DATABASE_URL (admin endpoints need $FEEDLAB_ADMIN_TOKEN)."""
     import functools
@@ -63,7 +66,9 @@ def serve(
         raise typer.Exit(2) from None
     _log_to_stderr(log_level)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log
+        )
         return
     # uvicorn's supervisor pickles the config into each worker process: the workers get these
     # settings (absolute paths, the feed poll on), not the environment
@@ -78,7 +83,13 @@ def serve(
     )
     factory = functools.partial(create_app, settings)
     server = uvicorn.Config(
-        factory, factory=True, workers=workers, host=host, port=port, log_level=log_level
+        factory,
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
     )
     Multiprocess(server, sockets=[server.bind_socket()]).run()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Container
+from typing import Any
 
 from feedlab.gateway.backends import HttpBackend
 from feedlab.gateway.dbutil import insert_ignore
@@ -33,6 +35,23 @@ def store_events(engine: Engine, events: list[FeedEventIn]) -> list[FeedEventIn]
         result = insert_ignore(conn, feed, rows, ["event_id"], returning=True)
         new_keys = {row[0] for row in result} if result is not None else set()
     return [e for key, e in unique.items() if key in new_keys]
+
+
+def unknown_posts(
+    events: list[FeedEventIn], known: Container[int], batch: bool
+) -> list[dict[str, Any]]:
+    """Validation errors (FastAPI's shape) for events whose post the gateway does not know:
+    posts are loaded at start-up, so a post must be imported before the gateway starts."""
+    return [
+        {
+            "loc": ("body", i, "post_id") if batch else ("body", "post_id"),
+            "msg": f"unknown post {e.post_id}: import posts before starting the gateway",
+            "type": "value_error",
+            "input": e.post_id,
+        }
+        for i, e in enumerate(events)
+        if e.post_id not in known
+    ]
 
 
 _forwarding: set[asyncio.Task[None]] = set()

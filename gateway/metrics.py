@@ -55,8 +55,9 @@ class GatewayMetrics:
         )
         self.reloads = Counter(
             "feedlab_config_reloads",
-            "Config reload attempts by result (ok | refused).",
-            ["result"],
+            "Config reloads by source (startup | file | admin) and outcome "
+            "(applied | unchanged | refused).",
+            ["source", "outcome"],
             registry=self.registry,
         )
         self.config_info = Gauge(
@@ -68,6 +69,9 @@ class GatewayMetrics:
 
     def watch_exposures(self, exposure_log: ExposureLog) -> None:
         self.registry.register(_ExposureCollector(exposure_log))
+
+    def count_reload(self, source: str, outcome: str) -> None:
+        self.reloads.labels(source, outcome).inc()
 
     def set_config_version(self, version: str) -> None:
         self.config_info.clear()

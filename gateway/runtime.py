@@ -94,6 +94,8 @@ class RuntimeHolder:
         self._lock = asyncio.Lock()
         self.on_new_config: Callable[[LoadedConfig, datetime], None] | None = None
         """Called with each newly applied config (the app stores it and updates metrics)."""
+        self.on_reload: Callable[[str, str], None] | None = None
+        """Called with (source, outcome) of every reload: applied | unchanged | refused."""
 
     @property
     def current(self) -> Runtime:
@@ -102,10 +104,11 @@ class RuntimeHolder:
             raise RuntimeError("no config loaded yet")
         return self._current
 
-    async def reload(self, trigger: str, reload_models: bool = False) -> Runtime:
+    async def reload(self, source: str, reload_models: bool = False) -> Runtime:
         """Load the file; on success swap the Runtime, on failure keep it and raise.
-        `reload_models` reloads every backend even if its spec is unchanged (a retrained
-        artifact in the same folder)."""
+        `source` says what asked (startup, file, admin); every outcome is logged and passed to
+        `on_reload`. `reload_models` reloads every backend even if its spec is unchanged (a
+        retrained artifact in the same folder)."""
         async with self._lock:
             try:
                 loaded = await asyncio.to_thread(load_config, self.path)
@@ -113,14 +116,20 @@ class RuntimeHolder:
                 unchanged = current is not None and loaded.version == current.version
                 if current is not None and unchanged and not reload_models:
                     self.last_error = None
+                    self._reloaded(source, "unchanged")
+                    log.info(
+                        "config reload (%s) of %s: unchanged, version %s stays in force",
+                        source,
+                        self.path,
+                        loaded.version,
+                    )
                     return current
                 previous = None if reload_models else current
                 runtime = await build_runtime(loaded, self.history, self.posts, previous)
             except ConfigError as exc:
                 self.last_error, self.last_error_at = exc, utcnow()
-                log.error(
-                    "config reload (%s) refused, keeping the running config: %s", trigger, exc
-                )
+                self._reloaded(source, "refused")
+                log.error("config reload (%s) refused, keeping the running config: %s", source, exc)
                 raise
             old, self._current = self._current, runtime
             self.last_error = None
@@ -128,10 +137,20 @@ class RuntimeHolder:
                 self.versions.append((runtime.version, runtime.loaded_at))
             if self.on_new_config is not None and not unchanged:
                 self.on_new_config(loaded, runtime.loaded_at)
-            log.info("config %s in force (%s, from %s)", runtime.version, trigger, self.path)
+            self._reloaded(source, "applied")
+            log.info(
+                "config reload (%s) of %s: applied, version %s in force",
+                source,
+                self.path,
+                runtime.version,
+            )
             if old is not None:
                 await _close_unused(old, runtime)
             return runtime
+
+    def _reloaded(self, source: str, outcome: str) -> None:
+        if self.on_reload is not None:
+            self.on_reload(source, outcome)
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Reload when the file changes (editors often replace it, so watch its folder)."""
@@ -146,7 +165,7 @@ class RuntimeHolder:
             target.parent, watch_filter=is_target, debounce=200, step=50, stop_event=stop
         ):
             with contextlib.suppress(ConfigError):  # logged and kept in last_error
-                await self.reload("file change")
+                await self.reload("file")
 
     async def aclose(self) -> None:
         if self._current is not None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from feedlab.storage.clock import naive_utc
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
 MAX_ID = 2**63 - 1
 """Ids are stored as BIGINT."""
@@ -54,8 +54,14 @@ class FeedEventIn(BaseModel):
         return "h:" + hashlib.sha1(raw.encode()).hexdigest()
 
 
+FEED_BODY_TAGS = ("event", "events")
+"""The branch tags pydantic puts in the location of a bad `POST /feed` body."""
+
 FeedBody = Annotated[
-    FeedEventIn | Annotated[list[FeedEventIn], Field(min_length=1, max_length=MAX_FEED_BATCH)],
+    Annotated[FeedEventIn, Tag("event")]
+    | Annotated[list[FeedEventIn], Field(min_length=1, max_length=MAX_FEED_BATCH), Tag("events")],
+    # validate against the one branch the JSON's shape selects: errors of that branch only
+    Discriminator(lambda body: "events" if isinstance(body, list) else "event"),
     Field(description="One feed event or a list of them."),
 ]
 

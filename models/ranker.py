@@ -52,11 +52,13 @@ from feedlab.models.history import History
 from feedlab.models.scoring import Prior, Scorer, share_columns
 from feedlab.models.training import (
     TrainingRows,
+    TreeProgress,
     cutoffs,
     fewest_best_trees,
     group_hit_rate,
     hit_rate_by_trees,
     training_data,
+    tree_bar,
     write_meta,
 )
 
@@ -147,10 +149,8 @@ class Ranker:
 
     # fitting ----------------------------------------------------------------------------
 
-    def fit(self, data: TrainingSet, progress: bool = True) -> Ranker:
-        """Fit on the events before `data.t0` only."""
-        from tqdm import tqdm
-
+    def fit(self, data: TrainingSet, progress: bool = True, label: str = "ranker") -> Ranker:
+        """Fit on the events before `data.t0` only (`label` names the progress bars)."""
         config, t0 = self.config, data.t0
         started = time.perf_counter()
         past = data.history.until(t0)
@@ -162,16 +162,16 @@ class Ranker:
         pipeline = self.pipeline(past, data.posts, self.users_)
         shares = share_columns(config.prior_windows)
         wanted = list(dict.fromkeys([*shares, POPULAR_COLUMN, *config.ranker_columns]))
-        per_cutoff = rows_per_cutoff(pipeline, points, wanted, config.window_days, progress)
+        per_cutoff = rows_per_cutoff(pipeline, points, wanted, config.window_days, progress, label)
         n_valid = max(1, min(config.valid_cutoffs, len(per_cutoff) // 4))
         fit_rows = TrainingRows.concat(per_cutoff[:-n_valid])
         valid = TrainingRows.concat(per_cutoff[-n_valid:])
         rows = TrainingRows.concat(per_cutoff)
 
         columns = list(config.ranker_columns)
-        with tqdm(total=2, desc="ranker: CatBoost", disable=not progress) as bar:
+        with tree_bar(f"{label}: CatBoost trees", config.iterations, progress) as bar:
             prior = fit_prior(fit_rows, shares)
-            probe = fit_correction(fit_rows, prior, columns, config.iterations, config)
+            probe = fit_correction(fit_rows, prior, columns, config.iterations, config, bar)
             rates = hit_rate_by_trees(
                 probe,
                 prior(valid.take([prior.column])[:, 0]),
@@ -180,11 +180,10 @@ class Ranker:
                 config.tree_step,
             )
             trees = fewest_best_trees(rates)
-            bar.update()
+            bar.total += trees
             prior = fit_prior(rows, shares)
-            booster = fit_correction(rows, prior, columns, trees, config) if trees else None
+            booster = fit_correction(rows, prior, columns, trees, config, bar) if trees else None
             self.scorer_ = Scorer(prior, config.ranker_columns, booster)
-            bar.update()
         self.report_ = {
             "t0": t0.isoformat(),
             "training_data": training_data(past, span, points, config.window_days, rows),
@@ -313,9 +312,15 @@ def fit_prior(rows: TrainingRows, shares: list[str]) -> Prior:
 
 
 def fit_correction(
-    rows: TrainingRows, prior: Prior, columns: list[str], iterations: int, config: RankerConfig
+    rows: TrainingRows,
+    prior: Prior,
+    columns: list[str],
+    iterations: int,
+    config: RankerConfig,
+    bar: Any = None,
 ) -> Any:
-    """CatBoost with `iterations` trees fitted to correct `prior` on `rows` from `columns`."""
+    """CatBoost with `iterations` trees fitted to correct `prior` on `rows` from `columns`
+    (`bar`: a progress bar moved per tree)."""
     from catboost import CatBoost, Pool
 
     booster = CatBoost(
@@ -335,7 +340,7 @@ def fit_correction(
         rows.labels.astype(np.float32),
         baseline=prior(rows.take([prior.column])[:, 0]),
     )
-    return booster.fit(pool)
+    return booster.fit(pool, callbacks=[TreeProgress(bar)] if bar is not None else None)
 
 
 def read_meta(path: Path, name: str) -> dict[str, Any]:
@@ -358,13 +363,14 @@ def rows_per_cutoff(
     columns: list[str],
     window_days: float,
     progress: bool = True,
+    label: str = "ranker",
 ) -> list[TrainingRows]:
     """`labelled_rows` of every cutoff that has any, group ids unique across cutoffs."""
     from tqdm import tqdm
 
     per_cutoff: list[TrainingRows] = []
     offset = 0
-    for c in tqdm(points, desc="ranker: training rows", disable=not progress):
+    for c in tqdm(points, desc=f"{label}: training rows", disable=not progress):
         rows = labelled_rows(pipeline, c, columns, window_days, offset)
         if rows is not None:
             per_cutoff.append(rows)

@@ -130,3 +130,18 @@ def test_cli_assign_reports_invalid_file_with_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["assign", "1", "--config", str(path)])
     assert result.exit_code == 2
     assert "line 4: experiments[0].status" in result.output
+
+
+def test_cli_assign_never_reads_the_installed_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["assign"])
+    assert result.exit_code == 2
+    assert "no experiments/experiments.yaml under" in result.output
+    assert "--config FILE" in result.output
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "experiments.yaml").write_text("default_model: popular\n")
+    result = CliRunner().invoke(app, ["assign"])
+    assert result.exit_code == 0, result.output
+    assert f"{tmp_path / 'experiments' / 'experiments.yaml'}: valid" in result.output

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from feedlab.experiments.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
+from feedlab.experiments.config import ConfigError, load_config, parse_config
+
+SHIPPED = Path(__file__).parents[1] / "experiments" / "experiments.yaml"
 
 GOOD = """\
 default_model: control
@@ -22,7 +26,7 @@ models:
 
 
 def test_shipped_config_is_the_design_example() -> None:
-    loaded = load_config(DEFAULT_CONFIG)
+    loaded = load_config(SHIPPED)
     cfg = loaded.config
     assert cfg.default_model == "control"
     (exp,) = cfg.experiments
@@ -130,3 +134,16 @@ def test_version_is_a_phase_id() -> None:
     reweighted = GOOD.replace("model: test,    weight: 50", "model: test, weight: 30")
     assert parse_config(reweighted).version != base
     assert parse_config(GOOD).version == base
+
+
+def test_schema_and_cross_reference_errors_come_in_one_report() -> None:
+    text = GOOD.replace("model: test,    weight: 50", "model: test, weight: -1").replace(
+        "model: control, weight: 50", "model: ghost, weight: 50"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert [(i.field, i.line) for i in info.value.issues] == [
+        ("experiments[0].arms[0].model", 8),
+        ("experiments[0].arms[1].weight", 9),
+    ]
+    assert "'ghost' is not declared" in str(info.value)

@@ -351,8 +351,10 @@ def test_cli_json_table_and_plan(sqlite_url, tmp_path):
     assert res.exit_code == 0 and "hitrate" in res.output and "guardrails" in res.output
     res = runner.invoke(app, ["analyze", "nope", "--url", sqlite_url])
     assert res.exit_code == 2 and "nope" in res.output
-    res = runner.invoke(app, ["analyze", "clix", "--url", sqlite_url, "--window", "soon"])
-    assert res.exit_code != 0 and "--window" in res.output
+    for bad in ("soon", "5"):  # a bare number has no unit: refused, not taken as seconds
+        res = runner.invoke(app, ["analyze", "clix", "--url", sqlite_url, "--window", bad])
+        assert res.exit_code != 0 and "--window" in res.output, bad
+        assert "unit s, m, h or d" in res.output
     res = runner.invoke(
         app, ["analyze", "--plan", "--baseline", "0.1", "--mde", "0.05", "--format", "json"]
     )

@@ -17,11 +17,14 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_duration(text: str) -> float:
-    """'1h', '30m', '90s', '2d' or plain seconds -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    """'1h', '30m', '90s', '2d' -> seconds. The unit is required: a bare '5' could mean
+    seconds, minutes or hours, and a wrong guess silently changes every metric."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
     if not m or float(m.group(1)) <= 0:
-        raise typer.BadParameter(f"--window: expected e.g. 1h, 30m, 90s, got {text!r}")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        raise typer.BadParameter(
+            f"--window: a positive duration with its unit s, m, h or d (e.g. 30m, 1h), got {text!r}"
+        )
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -37,7 +40,12 @@ def _when(value: str | None, name: str) -> datetime | None:
 def analyze_command(
     experiment: str = typer.Argument(None, help="Experiment name (omit with --plan)."),
     phase: str = typer.Option(None, "--phase", help="Analyse only this config_version."),
-    window: str = typer.Option("1h", "--window", help="Attribution window for likes."),
+    window: str = typer.Option(
+        "1h",
+        "--window",
+        help="Attribution window: a like counts for an exposure if it comes within this "
+        "time after it. A duration with its unit: 90s, 30m, 1h, 2d.",
+    ),
     fmt: str = typer.Option("table", "--format", help="table | json | html"),
     out: Path = typer.Option(None, "--out", help="Write the report here (default: stdout)."),
     url: str = typer.Option(None, "--url", help="Database URL (default $FEEDLAB_DATABASE_URL)."),

@@ -28,7 +28,7 @@ def train(
     data: TrainingSet, out: Path, ranker_config: RankerConfig | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Train on events before `data.t0`, write the artifact folder `out`, return its meta."""
-    return Ranker(ranker_config or config()).fit(data, progress).save(out, NAME, {})
+    return Ranker(ranker_config or config()).fit(data, progress, NAME).save(out, NAME, {})
 
 
 def load(

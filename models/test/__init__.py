@@ -131,7 +131,7 @@ def train(
     )
     embed_seconds = time.perf_counter() - started
     extension = EmbeddingExtension(embedding, embedder, cache)
-    ranker = Ranker(ranker_config or config(), extension).fit(data, progress)
+    ranker = Ranker(ranker_config or config(), extension).fit(data, progress, NAME)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(
         out / EMBEDDINGS_FILE,

@@ -74,7 +74,9 @@ class Embedder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
 
+                hf_logging.disable_progress_bar()  # an unlabelled "Loading weights" bar
                 self._model = SentenceTransformer(self.source, device="cpu")
             return self._model
 
@@ -83,17 +85,33 @@ class Embedder:
         return int(self.model().get_embedding_dimension())
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """(len(texts), dim) float32 unit vectors (an empty text gets the model's vector of "")."""
+        """(len(texts), dim) float32 unit vectors (an empty text gets the model's vector of "");
+        `progress`: a bar that says what it encodes, one step per batch."""
         if len(texts) == 0:
             return np.empty((0, self.dim), np.float32)
-        vectors = self.model().encode(
-            list(texts),
-            batch_size=BATCH_SIZE,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
-        return np.asarray(vectors, np.float32)
+        from tqdm import tqdm
+
+        texts = list(texts)
+        parts = []
+        desc = f"embedding texts ({self.name})"
+        with tqdm(total=len(texts), desc=desc, unit=" texts", disable=not progress) as bar:
+            if not self.loaded:
+                bar.set_postfix_str("loading the model")
+            model = self.model()
+            bar.set_postfix_str("")
+            for start in range(0, len(texts), BATCH_SIZE):
+                batch = texts[start : start + BATCH_SIZE]
+                parts.append(
+                    model.encode(
+                        batch,
+                        batch_size=BATCH_SIZE,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
+                )
+                bar.update(len(batch))
+        return np.asarray(np.vstack(parts), np.float32)
 
 
 class EmbeddingCache:

@@ -20,19 +20,9 @@ from feedlab.analysis.report.html import render_html
 from feedlab.storage.schema import exposures
 from sqlalchemy import update
 
+from tests.support.browser import CHROMIUM_FLAGS
 from tests.support.db import migrated
 from tests.support.synthetic import PhaseSpec, config_yaml, insert_phase, store_config
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-)
 
 
 def demo_report(db_url: str) -> dict:

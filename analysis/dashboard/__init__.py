@@ -1,0 +1,1 @@
+"""`feedlab dashboard`: the analysts' web page over the experiments database."""
