@@ -100,6 +100,8 @@ class Exposure(Base):
     post_ids: Mapped[list] = mapped_column(JSON, nullable=False)
     fallback: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    """Interleaving: the seed of the request's team-draft coin (NULL otherwise)."""
 
 
 class ExposureItem(Base):
@@ -113,6 +115,8 @@ class ExposureItem(Base):
     post_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     ts: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    team: Mapped[str | None] = mapped_column(String(64))
+    """Interleaving: the arm that contributed this post (NULL in an A/B exposure)."""
 
 
 class ExperimentConfig(Base):

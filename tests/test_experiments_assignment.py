@@ -130,3 +130,59 @@ def test_cli_assign_reports_invalid_file_with_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["assign", "1", "--config", str(path)])
     assert result.exit_code == 2
     assert "line 4: experiments[0].status" in result.output
+
+
+SIDE_BY_SIDE = """default_model: popular
+experiments:
+  - name: ab
+    status: running
+    salt: "ab-1"
+    traffic: 50
+    arms:
+      - {name: control, model: popular, weight: 50}
+      - {name: test, model: random, weight: 50}
+  - name: il
+    status: running
+    salt: "il-1"
+    traffic: 100
+    design: interleaving
+    arms:
+      - {name: control, model: popular}
+      - {name: test, model: random}
+"""
+
+
+def test_an_interleaving_experiment_takes_the_users_the_first_leaves() -> None:
+    """Everyone the A/B experiment does not take is interleaved, with both arms' models."""
+    config = parse_config(SIDE_BY_SIDE).config
+    assigner = Assigner(config)
+    found = Counter()
+    for u in range(N):
+        a = assigner.assign(u)
+        found[(a.experiment, a.exp_group)] += 1
+        in_ab = bucket_of(u, "ab-1") < 5000
+        assert (a.experiment == "ab") == in_ab
+        if a.experiment == "il":
+            assert a.teams == (("control", "popular"), ("test", "random"))
+    assert set(found) == {("ab", "control"), ("ab", "test"), ("il", "interleaved")}
+    assert (
+        chisquare(
+            [found[("ab", "control")] + found[("ab", "test")], found[("il", "interleaved")]]
+        ).pvalue
+        > 1e-4
+    )
+
+
+@pytest.mark.postgres
+def test_sql_expression_names_the_interleaved_group(pg_engine: Engine) -> None:
+    config = parse_config(SIDE_BY_SIDE).config
+    ids = list(range(0, 2000, 7))
+    expr = assignment_sql(config, "u.user_id")
+    with pg_engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT u.user_id, {expr} FROM unnest(CAST(:ids AS bigint[])) AS u(user_id)"),
+            {"ids": ids},
+        ).all()
+    assigner = Assigner(config)
+    assert {uid: g for uid, g in rows} == {uid: assigner.assign(uid).exp_group for uid in ids}
+    assert "interleaved" in {g for _, g in rows}
