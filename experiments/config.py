@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from feedlab.models.registry import BASELINES
@@ -33,7 +33,8 @@ INTERLEAVED_GROUP = "interleaved"
 """`exp_group` of every user an interleaving experiment takes (each sees both arms merged);
 no arm may use this name."""
 
-AB, INTERLEAVING = "ab", "interleaving"
+AB: Final = "ab"
+INTERLEAVING: Final = "interleaving"
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
