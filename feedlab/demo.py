@@ -21,6 +21,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 EXPERIMENT = "bert_vs_catboost"
+INTERLEAVED_EXPERIMENT = "bert_vs_catboost_interleaved"
+"""Runs beside EXPERIMENT on the users it leaves: every one of them sees both arms merged."""
 MARKER = "feedlab.db-demo"
 WORLD_SIZE = (1000, 600)
 """Demo world (users, posts): big enough for a clear result, small enough to train in minutes."""
@@ -35,13 +37,25 @@ experiments:
   - name: {experiment}
     status: running
     salt: "{experiment}-demo"
-    traffic: 100
+    traffic: {traffic}
     arms:
       - {{name: control, model: {control}, weight: 50}}
       - {{name: test, model: {test}, weight: 50}}
-models:
+{interleaving}models:
   control: {{backend: inprocess, artifact: "{artifacts}/control"}}
   test: {{backend: inprocess, artifact: "{artifacts}/test"}}
+"""
+
+
+INTERLEAVING_BLOCK = """\
+  - name: {name}
+    status: running
+    salt: "{name}-demo"
+    traffic: 100
+    design: interleaving
+    arms:
+      - {{name: control, model: {control}}}
+      - {{name: test, model: {test}}}
 """
 
 
@@ -60,12 +74,23 @@ def write_config(
     experiment: str = EXPERIMENT,
     control: str = "control",
     test: str = "test",
+    interleaving: str | None = None,
 ) -> Path:
     """An experiments file routing the arms to `control`/`test` models (both may be the same
-    model for an A/A test) with artifacts under `artifacts`."""
+    model for an A/A test) with artifacts under `artifacts`. With `interleaving` (a name), the
+    A/B experiment takes half the users and an interleaving experiment of the same two arms
+    takes the other half."""
+    block = ""
+    if interleaving:
+        block = INTERLEAVING_BLOCK.format(name=interleaving, control=control, test=test)
     path.write_text(
         DEMO_CONFIG.format(
-            experiment=experiment, control=control, test=test, artifacts=artifacts.resolve()
+            experiment=experiment,
+            traffic=50 if interleaving else 100,
+            interleaving=block,
+            control=control,
+            test=test,
+            artifacts=artifacts.resolve(),
         )
     )
     return path
@@ -199,7 +224,9 @@ def run_demo(
         train_cmd("test", artifacts / "test", *train_args),
         env,
     )
-    config = write_config(reports / "experiments.demo.yaml", artifacts)
+    config = write_config(
+        reports / "experiments.demo.yaml", artifacts, interleaving=INTERLEAVED_EXPERIMENT
+    )
     port = port if port and port_is_free(port) else free_port()
     print(f"\n== 4/6 start the gateway on 127.0.0.1:{port} ({config.name})", flush=True)
     with running_gateway(config, port, directory, env) as (proc, url):
@@ -262,11 +289,13 @@ def traffic_and_report(
     print(summary.table(), flush=True)
     wait_for_exposures(db_url, summary.requests - summary.errors)
 
-    report = directory / "reports" / "demo.html"
-    run_step("6/6 analyse the experiment", feedlab_cmd("analyze", EXPERIMENT), env)
-    run_step(
-        "6/6 write the HTML report",
-        feedlab_cmd("analyze", EXPERIMENT, "--format", "html", "--out", str(report)),
-        env,
-    )
-    return report
+    reports = {EXPERIMENT: "demo.html", INTERLEAVED_EXPERIMENT: "demo-interleaving.html"}
+    for experiment, page in reports.items():
+        run_step(f"6/6 analyse {experiment}", feedlab_cmd("analyze", experiment), env)
+        out = directory / "reports" / page
+        run_step(
+            f"6/6 write the HTML report of {experiment}",
+            feedlab_cmd("analyze", experiment, "--format", "html", "--out", str(out)),
+            env,
+        )
+    return directory / "reports" / reports[EXPERIMENT]
