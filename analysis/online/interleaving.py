@@ -11,10 +11,10 @@ nobody: such a list is no comparison. Every user exposed in the phase counts, wi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
-from feedlab.analysis.online.sqlfuncs import add_seconds
+from feedlab.analysis.online.queries import liked_within, likes_on_served
 from feedlab.analysis.stats.interleaving import (
     Preference,
     position_balance,
@@ -23,7 +23,7 @@ from feedlab.analysis.stats.interleaving import (
 )
 from feedlab.experiments.config import INTERLEAVED_GROUP, parse_config
 from feedlab.storage.clock import utcnow
-from feedlab.storage.schema import LIKE, experiment_configs, exposure_items, exposures, feed
+from feedlab.storage.schema import experiment_configs, exposure_items, exposures, feed
 from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, select
 
 DESIGN = "interleaving"
@@ -104,19 +104,8 @@ def user_credits(
             .over(partition_by=f.id, order_by=(i.ts.desc(), i.request_id.desc()))
             .label("latest"),
         )
-        .select_from(
-            feed.join(exposure_items, and_(i.user_id == f.user_id, i.post_id == f.post_id)).join(
-                exposures, e.request_id == i.request_id
-            )
-        )
-        .where(
-            cond,
-            f.action == LIKE,
-            f.timestamp >= lo,
-            f.timestamp < hi + timedelta(seconds=window_s),
-            f.timestamp >= i.ts,
-            f.timestamp < add_seconds(i.ts, window_s),
-        )
+        .select_from(likes_on_served())
+        .where(cond, *liked_within(lo, hi, window_s))
         .subquery("candidates")
     )
     c = candidates.c
