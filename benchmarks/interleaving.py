@@ -196,6 +196,14 @@ def needed(n: int, se: float, effect: float) -> float:
     return n * (Z * se / effect) ** 2 if effect else math.inf
 
 
+def needed_range(a: dict) -> tuple[float, float]:
+    """Users needed at the two ends of the effect's CI (unbounded when it includes 0)."""
+    near, far = sorted((abs(a["lo"]), abs(a["hi"])))
+    if a["lo"] <= 0 <= a["hi"]:
+        return needed(a["n"], a["se"], far), math.inf
+    return needed(a["n"], a["se"], far), needed(a["n"], a["se"], near)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=3000)
@@ -237,7 +245,7 @@ def report(args, summary, ab: dict, il: dict, built: float, simulated: float) ->
     print(f"{'design':<14}{'users':>7}{'effect [95% CI]':>32}{'p':>10}{'users needed':>26}")
     a, i = ab["better"], il["better"]
     n_ab = needed(a["n"], a["se"], a["diff"])
-    rng_ab = sorted(needed(a["n"], a["se"], d) for d in (a["lo"], a["hi"]))
+    rng_ab = needed_range(a)
     n_il = needed(i["n"], i["se"], i["delta"])
     print(
         f"{'A/B HitRate':<14}{a['n']:>7}{a['diff']:>+10.4f} [{a['lo']:+.4f}, {a['hi']:+.4f}]"
@@ -249,7 +257,7 @@ def report(args, summary, ab: dict, il: dict, built: float, simulated: float) ->
     )
     print(
         f"ratio A/B / interleaving: {n_ab / n_il:.1f}x fewer users with interleaving "
-        f"(range {rng_ab[0] / n_il:.1f}x–{_fmt(rng_ab[1] / n_il)}x over the A/B diff's CI)"
+        f"(range {rng_ab[0] / n_il:.1f}x–{rng_ab[1] / n_il:.1f}x over the A/B diff's CI)"
     )
     print("\nDirection agreement (A/B HitRate lift vs interleaving Δ credited likes per user)")
     print(
