@@ -37,7 +37,6 @@ log = logging.getLogger("feedlab.exposures")
 
 EXPOSURE = "exposure"
 CONFIG = "config"
-MODEL_VERSION_CHARS = exposures.c.model_version.type.length
 
 
 @dataclass(slots=True)

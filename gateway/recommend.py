@@ -20,10 +20,11 @@ import orjson
 from feedlab.experiments.assignment import Assignment
 from feedlab.experiments.config import INTERLEAVED_GROUP
 from feedlab.gateway.backends import Backend
-from feedlab.gateway.exposures import MODEL_VERSION_CHARS, ExposureRecord
+from feedlab.gateway.exposures import ExposureRecord
 from feedlab.gateway.interleaving import request_seed, team_draft
 from feedlab.gateway.state import GatewayState
 from feedlab.storage.clock import utcnow
+from feedlab.storage.schema import MODEL_VERSION_CHARS
 
 log = logging.getLogger("feedlab.gateway")
 

@@ -32,6 +32,8 @@ NAMING = {
 VIEW = "view"
 LIKE = "like"
 ACTIONS = (VIEW, LIKE)
+MODEL_VERSION_CHARS = 64
+"""Width of `exposures.model_version`."""
 
 
 class Base(DeclarativeBase):
@@ -96,7 +98,7 @@ class Exposure(Base):
     config_version: Mapped[str] = mapped_column(String(64), nullable=False)
     exp_group: Mapped[str] = mapped_column(String(64), nullable=False)
     model: Mapped[str] = mapped_column(String(64), nullable=False)
-    model_version: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(MODEL_VERSION_CHARS))
     post_ids: Mapped[list] = mapped_column(JSON, nullable=False)
     fallback: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     latency_ms: Mapped[float | None] = mapped_column(Float)

@@ -15,11 +15,11 @@ from feedlab.gateway.settings import Settings
 from feedlab.models.catalog import PostCatalog
 from feedlab.models.history import History
 from feedlab.models.registry import load_model
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import exposure_items
 from sqlalchemy import Engine, select
 
 from feedlab.processes import free_port
+from tests.support.db import migrated
 from tests.support.gateway import ServerThread, seed_world
 from tests.test_gateway_backends import logged, metric
 
@@ -58,7 +58,7 @@ def items(engine: Engine, request_id: str) -> list[tuple[int, str | None]]:
 
 
 def test_both_arms_merged_logged_per_post_and_replayable(pg_url: str, tmp_path: Path) -> None:
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     history, catalog = History.from_engine(engine), PostCatalog.from_engine(engine)
     arms = {name: load_model(name, None, history, catalog) for name in ("popular", "random")}
@@ -97,7 +97,7 @@ def test_both_arms_merged_logged_per_post_and_replayable(pg_url: str, tmp_path: 
 
 
 def test_one_arm_failing_serves_the_other_arms_list_as_fallback(pg_url: str, tmp_path: Path):
-    engine = make_engine(pg_url)
+    engine = migrated(pg_url)
     seed_world(engine)
     gone = f'  gone: {{backend: http, url: "http://127.0.0.1:{free_port()}", timeout_ms: 100}}\n'
     config = interleaving_config(tmp_path / "il.yaml", "popular", "gone", gone)

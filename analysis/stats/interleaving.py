@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from feedlab.analysis.stats.bootstrap import bootstrap_mean_ci
@@ -43,7 +44,7 @@ class Preference:
     winner: str | None
     """'test', 'control', or None when the t-test on delta is not significant."""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -123,7 +124,7 @@ class PositionBalance:
     p_value: float
     flagged: bool
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -144,5 +145,5 @@ def users_needed(delta_sd: float, delta: float, alpha: float = 0.05, power: floa
     given the per-user sd of delta (normal approximation, as `stats.power` uses)."""
     if not delta or not math.isfinite(delta) or not delta_sd > 0:
         raise ValueError("delta must be non-zero and delta_sd positive")
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    z = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
     return math.ceil((z * delta_sd / abs(delta)) ** 2)
