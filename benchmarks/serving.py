@@ -10,6 +10,10 @@ the highest rate served with zero errors. Everything is bounded and stays on 127
     .venv/bin/python benchmarks/serving.py                    # both arms `popular`
     .venv/bin/python benchmarks/serving.py --arms trained     # control + test artifacts
     .venv/bin/python benchmarks/serving.py --rates 50,200 --duration 10 --no-ramp
+    .venv/bin/python benchmarks/serving.py --designs interleaving   # only the interleaved path
+
+Each design (`--designs`, default both) gets its own gateway on the same world: `ab` routes each
+user to one arm; `interleaving` asks both arms per request and merges their lists.
 """
 
 from __future__ import annotations
@@ -120,8 +124,14 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def interleaved(config_text: str) -> str:
+    """The same experiment with `design: interleaving` (no weights needed, equal ones allowed)."""
+    return config_text.replace("    traffic: 100\n", "    traffic: 100\n    design: interleaving\n")
+
+
 def prepare(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, str], Path]:
-    """Demo world + (optionally) trained arms + the experiments file; returns env and config."""
+    """Demo world + (optionally) trained arms + the A/B experiments file; returns env and
+    config."""
     env = {**os.environ, "FEEDLAB_DATABASE_URL": args.db_url or f"sqlite:///{workdir}/bench.db"}
     env.setdefault("HF_HUB_OFFLINE", "1")
     if not args.db_url:
@@ -343,6 +353,9 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="gateway processes (`feedlab serve --workers`)"
     )
+    parser.add_argument(
+        "--designs", default="ab,interleaving", help="comma-separated: ab, interleaving"
+    )
     parser.add_argument("--no-ramp", action="store_true")
     parser.add_argument("--ramp-start", type=float, default=250.0)
     parser.add_argument("--ramp-max", type=float, default=2000.0)
@@ -371,20 +384,33 @@ def main() -> None:
             args.posts = conn.execute(select(func.count()).select_from(posts)).scalar_one()
         users_file = workdir / "users.json"
         users_file.write_text(json.dumps(user_ids or [1]))
-        port = free_port()
-        args_serve = [*serve_args(config, port, workdir / "spool"), "--workers", str(args.workers)]
-        log = workdir / "gateway.log"
-        with serve_subprocess(args_serve, env, port, log, timeout=300) as gateway:
-            report(args, f"http://127.0.0.1:{port}", gateway.pid, engine, users_file, user_ids)
+        configs = {"ab": config, "interleaving": workdir / "experiments.interleaving.yaml"}
+        configs["interleaving"].write_text(interleaved(config.read_text()))
+        for design in args.designs.split(","):
+            port = free_port()
+            spool = workdir / f"spool-{design}"
+            serve = serve_args(configs[design], port, spool)
+            args_serve = [*serve, "--workers", str(args.workers)]
+            log = workdir / f"gateway-{design}.log"
+            with serve_subprocess(args_serve, env, port, log, timeout=300) as gateway:
+                url = f"http://127.0.0.1:{port}"
+                report(args, design, url, gateway.pid, engine, users_file, user_ids)
         engine.dispose()
 
 
 def report(
-    args: argparse.Namespace, url: str, pid: int, engine, users_file: Path, user_ids: list[int]
+    args: argparse.Namespace,
+    design: str,
+    url: str,
+    pid: int,
+    engine,
+    users_file: Path,
+    user_ids: list[int],
 ) -> None:
     """The fixed-rate table, then the ramp to the highest clean rate."""
     print(
-        f"\ngateway pid {pid} on {url}: arms={args.arms}, {args.workers} worker(s), "
+        f"\n== design {design}: gateway pid {pid} on {url}: arms={args.arms}, "
+        f"{args.workers} worker(s), "
         f"{args.posts} posts, {len(user_ids)} users, idle RSS {rss_mb(pid):.0f} MB"
     )
     print(f"\nfixed rates, {args.duration:.0f} s each (latency from scheduled send time)")

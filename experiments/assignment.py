@@ -18,18 +18,27 @@ import hashlib
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from feedlab.experiments.config import DEFAULT_GROUP, Experiment, ExperimentsConfig
+from feedlab.experiments.config import (
+    DEFAULT_GROUP,
+    INTERLEAVED_GROUP,
+    INTERLEAVING,
+    Experiment,
+    ExperimentsConfig,
+)
 
 BUCKETS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """Where a user goes: experiment (None outside all), exp_group (arm or 'default'), model."""
+    """Where a user goes: experiment (None outside all), exp_group (arm or 'default'), model.
+    In an interleaving experiment exp_group is 'interleaved' and `teams` holds the (arm name,
+    model) of control and test, whose rankings are merged; `model` is control's."""
 
     experiment: str | None
     exp_group: str
     model: str
+    teams: tuple[tuple[str, str], ...] = ()
 
 
 def hash_value(user_id: int, salt: str) -> int:
@@ -63,11 +72,20 @@ class _CompiledExperiment:
 
 
 def _compile(exp: Experiment) -> _CompiledExperiment:
+    if exp.design == INTERLEAVING:
+        teams = tuple((arm.name, arm.model) for arm in exp.arms)
+        return _CompiledExperiment(
+            name=exp.name,
+            salt=exp.salt,
+            traffic_buckets=round(exp.traffic * 100),
+            bounds=[BUCKETS],
+            arms=[Assignment(exp.name, INTERLEAVED_GROUP, exp.arms[0].model, teams)],
+        )
     return _CompiledExperiment(
         name=exp.name,
         salt=exp.salt,
         traffic_buckets=round(exp.traffic * 100),
-        bounds=arm_bounds([arm.weight for arm in exp.arms]),
+        bounds=arm_bounds([arm.weight or 0.0 for arm in exp.arms]),
         arms=[Assignment(exp.name, arm.name, arm.model) for arm in exp.arms],
     )
 

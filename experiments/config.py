@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from feedlab.models.registry import BASELINES
@@ -31,6 +31,13 @@ Loc = tuple[str | int, ...]
 """Where a value sits in the YAML: keys and list indices from the root."""
 """`exp_group` of a user outside every running experiment; no arm may use this name."""
 
+INTERLEAVED_GROUP = "interleaved"
+"""`exp_group` of every user an interleaving experiment takes (each sees both arms merged);
+no arm may use this name."""
+
+AB: Final = "ab"
+INTERLEAVING: Final = "interleaving"
+
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
@@ -41,7 +48,8 @@ class _Strict(BaseModel):
 class Arm(_Strict):
     name: Name
     model: Name
-    weight: Annotated[float, Field(gt=0)]
+    weight: Annotated[float, Field(gt=0)] | None = None
+    """Required by `design: ab`; an interleaving experiment shows every user both arms."""
 
 
 class Experiment(_Strict):
@@ -50,6 +58,7 @@ class Experiment(_Strict):
     salt: Annotated[str, Field(min_length=1)]
     traffic: Annotated[float, Field(ge=0, le=100)]
     arms: Annotated[list[Arm], Field(min_length=1)]
+    design: Literal["ab", "interleaving"] = AB
 
 
 class InprocessModel(_Strict):
@@ -125,7 +134,16 @@ class LoadedConfig:
 def config_version(config: ExperimentsConfig) -> str:
     """Hash of the validated content: comment or layout edits keep the version (and phase);
     any change of salt, weights, traffic, status, arms or models makes a new one."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = config.model_dump(mode="json")
+    for exp in data["experiments"]:
+        # fields added after the first release are left out at their defaults, so the configs
+        # stored before them keep their version (and phase)
+        if exp["design"] == AB:
+            del exp["design"]
+        for arm in exp["arms"]:
+            if arm["weight"] is None:
+                del arm["weight"]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -209,13 +227,33 @@ def _cross_checks(data: dict[str, Any], lines: dict[Loc, int]) -> list[ConfigIss
             arm_name = arm.get("name")
             if arm_name == DEFAULT_GROUP:
                 add((*loc, "name"), f"arm name {DEFAULT_GROUP!r} is reserved for non-participants")
+            if arm_name == INTERLEAVED_GROUP:
+                add((*loc, "name"), f"arm name {INTERLEAVED_GROUP!r} is reserved for interleaving")
+            if exp.get("design", AB) == AB and arm.get("weight") is None:
+                add((*loc, "weight"), "Field required (design ab splits users by weight)")
             if isinstance(arm_name, str):
                 if arm_name in seen_arm:
                     add((*loc, "name"), f"duplicate arm name {arm_name!r}")
                 seen_arm.add(arm_name)
             if undeclared(arm.get("model")):
                 add((*loc, "model"), f"model {arm['model']!r} is not declared under models")
+        if exp.get("design") == INTERLEAVING and isinstance(arms, list):
+            issues.extend(_interleaving_checks(arms, ("experiments", i), lines))
     return issues
+
+
+def _interleaving_checks(arms: list[Any], loc: Loc, lines: dict[Loc, int]) -> list[ConfigIssue]:
+    """Interleaving merges exactly two rankings for every user, so there is no split to weigh."""
+    if len(arms) != 2:
+        message = f"design interleaving needs exactly two arms (control, test), got {len(arms)}"
+        return [ConfigIssue(_dotted((*loc, "arms")), _line_of((*loc, "arms"), lines), message)]
+    weights = [arm.get("weight") if isinstance(arm, dict) else None for arm in arms]
+    if weights[0] == weights[1]:  # both absent or both equal
+        return []
+    j = 0 if weights[1] is None else 1  # the arm whose weight stands out
+    wloc = (*loc, "arms", j, "weight")
+    message = "design interleaving: weights must be absent or equal (every user sees both arms)"
+    return [ConfigIssue(_dotted(wloc), _line_of(wloc, lines), message)]
 
 
 def _index_lines(

@@ -23,6 +23,8 @@ import httpx
 from sqlalchemy import func, select
 
 EXPERIMENT = "bert_vs_catboost"
+INTERLEAVED_EXPERIMENT = "bert_vs_catboost_interleaved"
+"""Runs beside EXPERIMENT on the users it leaves: every one of them sees both arms merged."""
 MARKER = "feedlab.db-demo"
 WORLD_SIZE = (1000, 600)
 """Demo world (users, posts): big enough for a clear result, small enough to train in minutes."""
@@ -38,13 +40,25 @@ experiments:
   - name: {experiment}
     status: {status}
     salt: "{experiment}-demo"
-    traffic: 100
+    traffic: {traffic}
     arms:
       - {{name: control, model: {control}, weight: 50}}
       - {{name: test, model: {test}, weight: 50}}
-models:
+{interleaving}models:
   control: {{backend: inprocess, artifact: "{artifacts}/control"}}
   test: {{backend: inprocess, artifact: "{artifacts}/test"}}
+"""
+
+
+INTERLEAVING_BLOCK = """\
+  - name: {name}
+    status: {status}
+    salt: "{name}-demo"
+    traffic: 100
+    design: interleaving
+    arms:
+      - {{name: control, model: {control}}}
+      - {{name: test, model: {test}}}
 """
 
 
@@ -64,13 +78,22 @@ def write_config(
     control: str = "control",
     test: str = "test",
     status: str = "running",
+    interleaving: str | None = None,
 ) -> Path:
     """An experiments file routing the arms to `control`/`test` models (both may be the same
-    model for an A/A test) with artifacts under `artifacts`; a `draft` experiment sends every
-    user to the default model, control."""
+    model for an A/A test) with artifacts under `artifacts`; a `draft` config sends every user
+    to the default model, control. With `interleaving` (a name), the A/B experiment takes half
+    the users and an interleaving experiment of the same two arms takes the other half."""
+    block = ""
+    if interleaving:
+        block = INTERLEAVING_BLOCK.format(
+            name=interleaving, control=control, test=test, status=status
+        )
     path.write_text(
         DEMO_CONFIG.format(
             experiment=experiment,
+            traffic=50 if interleaving else 100,
+            interleaving=block,
             control=control,
             test=test,
             status=status,
@@ -214,7 +237,12 @@ def run_demo(
     heading("2/6 train the control arm (CatBoost)")
     run_step("2/6", train_cmd("control", artifacts / "control", *train_args), env)
 
-    config = write_config(reports / "experiments.demo.yaml", artifacts, status="draft")
+    config = write_config(
+        reports / "experiments.demo.yaml",
+        artifacts,
+        status="draft",
+        interleaving=INTERLEAVED_EXPERIMENT,
+    )
     port = port if port and port_is_free(port) else free_port()
     heading(f"3/6 start the gateway on 127.0.0.1:{port}, serving control to everyone")
     with running_gateway(config, port, directory, env) as (proc, url):
@@ -225,7 +253,9 @@ def run_demo(
             "(each arm's held-out HitRate is among its own candidates: compare an arm with its\n"
             " prior, not with the other arm; the experiment below compares them on one footing)"
         )
-        start_experiment(url, token, write_config(config, artifacts))
+        start_experiment(
+            url, token, write_config(config, artifacts, interleaving=INTERLEAVED_EXPERIMENT)
+        )
         report = traffic_and_report(url, env, spec, directory, users=users, days=days, seed=seed)
         minutes = (time.monotonic() - started) / 60
         print(f"\nreport: {report}  (demo took {minutes:.1f} min)")
@@ -258,7 +288,10 @@ def start_experiment(url: str, token: str, config: Path) -> None:
     body = response.json()
     if response.status_code != 200:
         raise DemoError(f"the gateway refused {config}: {body}")
-    print(f"{EXPERIMENT} is running: config_version {body['config_version']} ({config.name})")
+    print(
+        f"{EXPERIMENT} and {INTERLEAVED_EXPERIMENT} are running: "
+        f"config_version {body['config_version']} ({config.name})"
+    )
 
 
 @contextlib.contextmanager
@@ -309,10 +342,12 @@ def traffic_and_report(
     print(summary.table(), flush=True)
     wait_for_exposures(db_url, summary.requests - summary.errors)
 
-    report = directory / "reports" / "demo.html"
-    heading("6/6 analyse the experiment")
-    run_step("6/6", feedlab_cmd("analyze", EXPERIMENT), env)
-    run_step(
-        "6/6", feedlab_cmd("analyze", EXPERIMENT, "--format", "html", "--out", str(report)), env
-    )
-    return report
+    reports = {EXPERIMENT: "demo.html", INTERLEAVED_EXPERIMENT: "demo-interleaving.html"}
+    heading("6/6 analyse both experiments")
+    for experiment, page in reports.items():
+        run_step("6/6", feedlab_cmd("analyze", experiment), env)
+        out = directory / "reports" / page
+        run_step(
+            "6/6", feedlab_cmd("analyze", experiment, "--format", "html", "--out", str(out)), env
+        )
+    return directory / "reports" / reports[EXPERIMENT]

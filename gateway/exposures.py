@@ -53,6 +53,10 @@ class ExposureRecord:
     post_ids: list[int]
     fallback: bool
     latency_ms: float
+    teams: list[str] | None = None
+    """Interleaving: the arm that contributed each served post (in `post_ids` order)."""
+    seed: int | None = None
+    """Interleaving: the team-draft coin's seed, so the merge can be replayed."""
 
 
 @dataclass(slots=True)
@@ -197,10 +201,19 @@ class ExposureLog:
             if isinstance(r, ConfigRecord):
                 cfg_rows.append(asdict(r))
                 continue
-            exp_rows.append(asdict(r))
+            row = asdict(r)
+            teams = row.pop("teams") or [None] * len(r.post_ids)
+            exp_rows.append(row)
             item_rows.extend(
-                dict(request_id=r.request_id, position=i, post_id=p, user_id=r.user_id, ts=r.ts)
-                for i, p in enumerate(r.post_ids)
+                dict(
+                    request_id=r.request_id,
+                    position=i,
+                    post_id=p,
+                    user_id=r.user_id,
+                    ts=r.ts,
+                    team=team,
+                )
+                for i, (p, team) in enumerate(zip(r.post_ids, teams, strict=True))
             )
         with self.engine.begin() as conn:
             insert_ignore(conn, experiment_configs, cfg_rows, ["config_version"])

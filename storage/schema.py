@@ -32,6 +32,8 @@ NAMING = {
 VIEW = "view"
 LIKE = "like"
 ACTIONS = (VIEW, LIKE)
+MODEL_VERSION_CHARS = 64
+"""Width of `exposures.model_version`."""
 
 
 class Base(DeclarativeBase):
@@ -96,10 +98,12 @@ class Exposure(Base):
     config_version: Mapped[str] = mapped_column(String(64), nullable=False)
     exp_group: Mapped[str] = mapped_column(String(64), nullable=False)
     model: Mapped[str] = mapped_column(String(64), nullable=False)
-    model_version: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(MODEL_VERSION_CHARS))
     post_ids: Mapped[list] = mapped_column(JSON, nullable=False)
     fallback: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    """Interleaving: the seed of the request's team-draft coin (NULL otherwise)."""
 
 
 class ExposureItem(Base):
@@ -113,6 +117,8 @@ class ExposureItem(Base):
     post_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     ts: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    team: Mapped[str | None] = mapped_column(String(64))
+    """Interleaving: the arm that contributed this post (NULL in an A/B exposure)."""
 
 
 class ExperimentConfig(Base):

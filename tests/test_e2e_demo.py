@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from feedlab.experiments.assignment import Assigner
 from feedlab.experiments.config import InprocessModel, load_config
 
 from feedlab.demo import MARKER, DemoError, prepare_directory, write_config
@@ -44,3 +46,16 @@ def test_demo_configs_pass_the_gateway_validator(tmp_path: Path) -> None:
         write_config(tmp_path / "aa.yaml", artifacts, experiment="aa", test="control")
     ).config
     assert {a.model for a in aa.experiments[0].arms} == {"control"}
+
+
+def test_the_demo_runs_ab_and_interleaving_side_by_side_on_disjoint_users(tmp_path: Path):
+    loaded = load_config(
+        write_config(tmp_path / "demo.yaml", tmp_path / "artifacts", interleaving="il")
+    ).config
+    ab, il = loaded.experiments
+    assert (ab.design, ab.traffic, il.design, il.traffic) == ("ab", 50, "interleaving", 100)
+    assert [(a.name, a.model) for a in il.arms] == [("control", "control"), ("test", "test")]
+    assigner = Assigner(loaded)
+    taken = Counter(assigner.assign(u).experiment for u in range(4000))
+    assert set(taken) == {ab.name, "il"}
+    assert 1800 < taken["il"] < 2200

@@ -101,15 +101,21 @@ def test_traffic_zero_and_non_running_experiments_serve_the_default() -> None:
 def test_sql_expression_reproduces_assignment(pg_engine: Engine) -> None:
     cfg = make_config(salt="it's-salty", traffic=70, weights=(20, 30, 50))
     ids = [*range(0, 3000, 3), 10**15 + 7]
-    expr = assignment_sql(cfg, "u.user_id")
-    with pg_engine.connect() as conn:
+    groups = sql_groups(pg_engine, cfg, ids)
+    assigner = Assigner(cfg)
+    assert groups == {uid: assigner.assign(uid).exp_group for uid in ids}
+    assert set(groups.values()) == {"arm0", "arm1", "arm2", "default"}
+
+
+def sql_groups(engine: Engine, config: ExperimentsConfig, ids: list[int]) -> dict[int, str]:
+    """exp_group of each id as PostgreSQL computes it from `assignment_sql`."""
+    expr = assignment_sql(config, "u.user_id")
+    with engine.connect() as conn:
         rows = conn.execute(
             text(f"SELECT u.user_id, {expr} FROM unnest(CAST(:ids AS bigint[])) AS u(user_id)"),
             {"ids": ids},
         ).all()
-    assigner = Assigner(cfg)
-    assert {uid: g for uid, g in rows} == {uid: assigner.assign(uid).exp_group for uid in ids}
-    assert {g for _, g in rows} == {"arm0", "arm1", "arm2", "default"}
+    return {uid: g for uid, g in rows}
 
 
 def test_cli_assign_prints_experiment_group_and_model(tmp_path: Path) -> None:
@@ -145,3 +151,54 @@ def test_cli_assign_never_reads_the_installed_copy(
     result = CliRunner().invoke(app, ["assign"])
     assert result.exit_code == 0, result.output
     assert f"{tmp_path / 'experiments' / 'experiments.yaml'}: valid" in result.output
+
+
+SIDE_BY_SIDE = """default_model: popular
+experiments:
+  - name: ab
+    status: running
+    salt: "ab-1"
+    traffic: 50
+    arms:
+      - {name: control, model: popular, weight: 50}
+      - {name: test, model: random, weight: 50}
+  - name: il
+    status: running
+    salt: "il-1"
+    traffic: 100
+    design: interleaving
+    arms:
+      - {name: control, model: popular}
+      - {name: test, model: random}
+"""
+
+
+def test_an_interleaving_experiment_takes_the_users_the_first_leaves() -> None:
+    """Everyone the A/B experiment does not take is interleaved, with both arms' models."""
+    config = parse_config(SIDE_BY_SIDE).config
+    assigner = Assigner(config)
+    found = Counter()
+    for u in range(N):
+        a = assigner.assign(u)
+        found[(a.experiment, a.exp_group)] += 1
+        in_ab = int(hashlib.md5(f"{u}ab-1".encode()).hexdigest(), 16) % 10_000 < 5000
+        assert (a.experiment == "ab") == in_ab
+        if a.experiment == "il":
+            assert a.teams == (("control", "popular"), ("test", "random"))
+    assert set(found) == {("ab", "control"), ("ab", "test"), ("il", "interleaved")}
+    assert (
+        chisquare(
+            [found[("ab", "control")] + found[("ab", "test")], found[("il", "interleaved")]]
+        ).pvalue
+        > 1e-4
+    )
+
+
+@pytest.mark.postgres
+def test_sql_expression_names_the_interleaved_group(pg_engine: Engine) -> None:
+    config = parse_config(SIDE_BY_SIDE).config
+    ids = list(range(0, 2000, 7))
+    groups = sql_groups(pg_engine, config, ids)
+    assigner = Assigner(config)
+    assert groups == {uid: assigner.assign(uid).exp_group for uid in ids}
+    assert "interleaved" in groups.values()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,9 @@ def test_good_config_parses_both_backends() -> None:
         ),
         ("{name: test,", "{name: control,", "experiments[0].arms[1].name", 9),
         ("{name: test,", "{name: default,", "experiments[0].arms[1].name", 9),
+        ("{name: test,", "{name: interleaved,", "experiments[0].arms[1].name", 9),
+        ("model: test,    weight: 50", "model: test", "experiments[0].arms[1].weight", 9),
+        ("traffic: 100", "traffic: 100\n    design: mixed", "experiments[0].design", 7),
         ("timeout_ms: 150", "timeout_ms: 0", "models.test.timeout_ms", 12),
         ('url: "http://127.0.0.1:8100"', 'url: "ftp://x"', "models.test.url", 12),
         ("backend: http", "backend: carrier-pigeon", "models.test", 12),
@@ -147,3 +151,49 @@ def test_schema_and_cross_reference_errors_come_in_one_report() -> None:
         ("experiments[0].arms[1].weight", 9),
     ]
     assert "'ghost' is not declared" in str(info.value)
+
+
+INTERLEAVED = GOOD.replace("traffic: 100", "traffic: 100\n    design: interleaving")
+
+
+def test_an_interleaving_experiment_takes_two_arms_with_no_or_equal_weights() -> None:
+    (exp,) = parse_config(INTERLEAVED).config.experiments
+    assert exp.design == "interleaving"
+    unweighted = re.sub(r",\s*weight: 50", "", INTERLEAVED)
+    assert [a.weight for a in parse_config(unweighted).config.experiments[0].arms] == [None, None]
+    assert parse_config(GOOD).config.experiments[0].design == "ab"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "line", "words"),
+    [
+        ("model: test,    weight: 50", "model: test, weight: 30", "arms[1].weight", 10, "equal"),
+        ("model: control, weight: 50", "model: control", "arms[1].weight", 10, "absent"),
+        ("model: test,    weight: 50", "model: test", "arms[0].weight", 9, "absent"),
+        (
+            "      - {name: test,",
+            "      - {name: third, model: test}\n      - {name: test,",
+            "arms",
+            8,
+            "exactly two arms",
+        ),
+    ],
+)
+def test_interleaving_errors_name_field_and_line(
+    old: str, new: str, field: str, line: int, words: str
+) -> None:
+    text = INTERLEAVED.replace(old, new, 1)
+    assert text != INTERLEAVED
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    (issue,) = info.value.issues
+    assert (issue.field, issue.line) == (f"experiments[0].{field}", line), info.value
+    assert words in issue.message
+
+
+def test_design_and_absent_weights_leave_existing_versions_alone() -> None:
+    """The AB default is left out of the hash: configs stored before `design` keep their phase."""
+    assert parse_config(GOOD).version == "f2c3e12b26c83c15"  # its version before `design`
+    explicit = GOOD.replace("traffic: 100", "traffic: 100\n    design: ab")
+    assert parse_config(explicit).version == parse_config(GOOD).version
+    assert parse_config(INTERLEAVED).version != parse_config(GOOD).version

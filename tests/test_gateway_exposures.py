@@ -123,8 +123,9 @@ def test_spooled_exposures_are_replayed_once_after_a_restart(pg_url: str, tmp_pa
         engine.dispose()
 
 
-def record(user_id: int) -> ExposureRecord:
+def record(user_id: int, interleaved: bool = False) -> ExposureRecord:
     now = datetime(2024, 2, 1, 12, 0, 0, 123456)
+    teams = {"teams": ["test", "control", "test"], "seed": 2**62 + user_id} if interleaved else {}
     return ExposureRecord(
         request_id=str(uuid.uuid4()),
         ts=now,
@@ -138,6 +139,7 @@ def record(user_id: int) -> ExposureRecord:
         post_ids=[3, 1, 2],
         fallback=False,
         latency_ms=1.5,
+        **teams,
     )
 
 
@@ -152,7 +154,7 @@ def test_replaying_the_same_spool_twice_stores_each_row_once(pg_url: str, tmp_pa
         proxy.sever()
         writer = ExposureLog(engine, spool, flush_interval=0.05, retry_interval=0.2)
         writer.start()
-        records = [record(u) for u in range(25)]
+        records = [record(u, interleaved=u % 2 == 1) for u in range(25)]
         for r in records:
             writer.submit(r)
         writer.submit(ConfigRecord("v1", datetime(2024, 2, 1), "default_model: popular\n"))
@@ -177,6 +179,18 @@ def test_replaying_the_same_spool_twice_stores_each_row_once(pg_url: str, tmp_pa
                 select(exposures).where(exposures.c.request_id == records[0].request_id)
             ).one()
         assert row.post_ids == [3, 1, 2] and row.ts == records[0].ts
+        assert row.seed is None
+        with direct.connect() as conn:
+            row = conn.execute(
+                select(exposures).where(exposures.c.request_id == records[1].request_id)
+            ).one()
+            teams = conn.execute(
+                select(exposure_items.c.team)
+                .where(exposure_items.c.request_id == records[1].request_id)
+                .order_by(exposure_items.c.position)
+            ).scalars()
+            assert list(teams) == ["test", "control", "test"]
+        assert row.seed == 2**62 + 1
     finally:
         proxy.sever()
         engine.dispose()

@@ -70,16 +70,35 @@ def analyze_command(
     test_share: float = typer.Option(0.5, "--test-share", help="--plan: share in test arm."),
     daily_users: float = typer.Option(None, "--daily-users", help="--plan: users per day."),
     users: int = typer.Option(None, "--users", help="--plan: users available -> MDE."),
+    design: str = typer.Option("ab", "--design", help="--plan: ab | interleaving."),
+    pilot: str = typer.Option(
+        None, "--pilot", help="--plan --design interleaving: experiment whose per-user Δ to use."
+    ),
+    delta: float = typer.Option(
+        None, "--delta", help="--plan --design interleaving: Δ likes/user to detect."
+    ),
 ) -> None:
     """Analyse an experiment per phase (table, JSON or HTML), or plan one with --plan."""
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format: one of {', '.join(FORMATS)}, got {fmt!r}")
+    if design not in ("ab", "interleaving"):
+        raise typer.BadParameter(f"--design: ab or interleaving, got {design!r}")
+    if plan and design == "interleaving":
+        from feedlab.analysis.online.interleaving import plan_interleaving
+
+        try:
+            planned = plan_interleaving(url, pilot, sd, delta, alpha, power, daily_users)
+        except (LookupError, ValueError) as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        _emit_plan(planned, fmt, out)
+        return
     if plan:
         _plan(baseline, mde, alpha, power, sd, test_share, daily_users, users, fmt, out)
         return
     if not experiment:
         raise typer.BadParameter("EXPERIMENT is required (or use --plan)")
     from feedlab.analysis.online.analyze import Options, PoolingRefused, analyze
+    from feedlab.analysis.online.interleaving import analyze_interleaving, is_interleaving
     from feedlab.storage.engine import make_engine
 
     from feedlab.settings import database_url
@@ -95,7 +114,12 @@ def analyze_command(
     )
     engine = make_engine(database_url(url))
     try:
-        report = analyze(engine, experiment, phase, options, pool=pool)
+        if is_interleaving(engine, experiment):
+            report = analyze_interleaving(
+                engine, experiment, phase, window_s=options.window_s, alpha=alpha, n_boot=bootstrap
+            )
+        else:
+            report = analyze(engine, experiment, phase, options, pool=pool)
     except (LookupError, PoolingRefused, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -105,9 +129,13 @@ def analyze_command(
 
 
 def _emit(report: dict, fmt: str, out: Path | None) -> None:
+    interleaved = report.get("design") == "interleaving"
     if fmt == "table":
         from feedlab.analysis.report.table import print_report
         from rich.console import Console
+
+        if interleaved:
+            from feedlab.analysis.report.interleaving import print_interleaving as print_report
 
         if out:
             with out.open("w", encoding="utf-8") as fh:
@@ -119,6 +147,10 @@ def _emit(report: dict, fmt: str, out: Path | None) -> None:
         from feedlab.analysis.report.serialize import to_json
 
         text = to_json(report)
+    elif interleaved:
+        from feedlab.analysis.report.interleaving import render_interleaving_html
+
+        text = render_interleaving_html(report)
     else:
         from feedlab.analysis.report.html import render_html
 
@@ -146,15 +178,21 @@ def _plan(baseline, mde, alpha, power, sd, test_share, daily_users, users, fmt, 
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    result = p.as_dict() | {"mde_at_users": detectable, "users": users}
+    _emit_plan(p.as_dict(), fmt, out, detectable, {"mde_at_users": detectable, "users": users})
+
+
+def _emit_plan(
+    plan: dict, fmt: str, out: Path | None, mde: float | None = None, extra: dict | None = None
+) -> None:
+    """A plan as a table (with the MDE at the given users, if any) or as JSON."""
     if fmt == "table":
         from feedlab.analysis.report.table import print_plan
 
-        print_plan(p.as_dict(), detectable)
+        print_plan(plan, mde)
         return
     from feedlab.analysis.report.serialize import to_json
 
-    text = to_json(result)
+    text = to_json(plan | (extra or {}))
     if out:
         out.write_text(text, encoding="utf-8")
     else:

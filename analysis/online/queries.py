@@ -27,6 +27,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Float,
+    FromClause,
     Integer,
     MetaData,
     Select,
@@ -92,6 +93,28 @@ def list_phases(conn: Connection, experiment: str, since=None, until=None) -> li
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def likes_on_served() -> FromClause:
+    """Likes joined to the served posts of the same user and post, and their exposures: the
+    join starts from likes (few) and probes exposure_items by (user_id, post_id, ts)."""
+    e, i, f = exposures.c, exposure_items.c, feed.c
+    return feed.join(exposure_items, and_(i.user_id == f.user_id, i.post_id == f.post_id)).join(
+        exposures, e.request_id == i.request_id
+    )
+
+
+def liked_within(lo: datetime, hi: datetime, window_s: float) -> list[ColumnElement[bool]]:
+    """Conditions on `likes_on_served()`: a like in [ts, ts + window) after a post served
+    between lo and hi (the bounds on the like's time let the database skip older likes)."""
+    i, f = exposure_items.c, feed.c
+    return [
+        f.action == LIKE,
+        f.timestamp >= lo,
+        f.timestamp < hi + timedelta(seconds=window_s),
+        f.timestamp >= i.ts,
+        f.timestamp < add_seconds(i.ts, literal(window_s)),
+    ]
+
+
 def _exposure_sums(
     cond: ColumnElement[bool],
     keys: Sequence[ColumnElement],
@@ -106,7 +129,7 @@ def _exposure_sums(
     Those start from the likes in the span, probe exposure_items(user_id, post_id, ts) and
     look the exposure up by primary key: a few hundred thousand index lookups at 10M
     exposures, where joining every exposure to the liked ones would probe all 10M."""
-    e, i, f = exposures.c, exposure_items.c, feed.c
+    e, i = exposures.c, exposure_items.c
     named = [k.label(f"k{n}") for n, k in enumerate(keys)]
     zero = literal(0)
     served = select(
@@ -118,21 +141,8 @@ def _exposure_sums(
     ).where(cond)
     liked = (
         select(*named, zero, zero, literal(1), func.count(distinct(i.position)))
-        .select_from(
-            feed.join(exposure_items, and_(i.user_id == f.user_id, i.post_id == f.post_id)).join(
-                exposures, e.request_id == i.request_id
-            )
-        )
-        .where(
-            cond,
-            f.action == LIKE,
-            f.timestamp >= lo,
-            f.timestamp < hi + timedelta(seconds=window_s),
-            i.ts >= lo,
-            i.ts <= hi,
-            f.timestamp >= i.ts,
-            f.timestamp < add_seconds(i.ts, literal(window_s)),
-        )
+        .select_from(likes_on_served())
+        .where(cond, i.ts >= lo, i.ts <= hi, *liked_within(lo, hi, window_s))
         .group_by(e.request_id, *keys)
     )
     rows = union_all(served, liked).subquery("rows")

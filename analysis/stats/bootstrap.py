@@ -60,3 +60,16 @@ def poisson_bootstrap(
     d_lo, d_hi = np.nanquantile(diff, q)
     l_lo, l_hi = np.nanquantile(lift, q) if np.isfinite(lift).any() else (np.nan, np.nan)
     return BootstrapResult(n_boot, float(d_lo), float(d_hi), float(l_lo), float(l_hi))
+
+
+def bootstrap_mean_ci(
+    x: np.ndarray, *, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, chunk: int = 4096
+) -> tuple[float, float]:
+    """Percentile CI of the mean of one sample (e.g. paired per-user differences)."""
+    x = np.asarray(x, dtype=float)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    sums, counts = _weighted_sums(x, np.ones_like(x), n_boot, np.random.default_rng(seed), chunk)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo, hi = np.nanquantile(sums / counts, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)

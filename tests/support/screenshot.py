@@ -75,24 +75,36 @@ def demo_report(db_url: str) -> dict:
     return report
 
 
-def screenshot(html_path: Path, png_path: Path, chromium: str = "chromium") -> None:
+def _chromium(html_path: Path, action: str, chromium: str) -> str:
+    """Run headless Chromium on the page with one action flag; its stdout."""
     exe = shutil.which(chromium)
     if exe is None:
         raise SystemExit(f"{chromium} not found (apt-get install -y chromium)")
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
+        done = subprocess.run(
             [
                 exe,
                 *CHROMIUM_FLAGS,
                 f"--user-data-dir={profile}",
-                f"--screenshot={png_path}",
+                action,
                 "--window-size=1200,2000",
                 html_path.resolve().as_uri(),
             ],
             check=True,
             capture_output=True,
+            text=True,
             timeout=120,
         )
+    return done.stdout
+
+
+def screenshot(html_path: Path, png_path: Path, chromium: str = "chromium") -> None:
+    _chromium(html_path, f"--screenshot={png_path}", chromium)
+
+
+def dump_dom(html_path: Path, chromium: str = "chromium") -> str:
+    """The page's DOM as Chromium parsed and laid it out (what a browser shows)."""
+    return _chromium(html_path, "--dump-dom", chromium)
 
 
 def main() -> None:
