@@ -211,11 +211,12 @@ def run_demo(
     The gateway starts as soon as control is trained, serving control to everyone (the
     experiment is a draft) while the test arm trains; then the experiment starts with a
     reload, and only then does the simulated traffic begin."""
+    from feedlab.gateway.settings import Settings
     from feedlab.processes import free_port
 
     directory = directory.resolve()
     db = prepare_directory(directory)
-    token = os.environ.get("FEEDLAB_ADMIN_TOKEN") or secrets.token_urlsafe(16)
+    token = Settings().admin_token or secrets.token_urlsafe(16)
     env = {
         **os.environ,
         "FEEDLAB_DATABASE_URL": f"sqlite:///{db}",

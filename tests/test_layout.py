@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -70,9 +71,15 @@ def test_every_product_package_is_listed_for_the_build() -> None:
 
 
 def test_the_wheel_holds_feedlab_alone_with_every_file_it_needs(tmp_path: Path) -> None:
-    """Built as `pip install .` builds it (offline: the build backend already installed)."""
+    """Built as `pip install .` builds it in a fresh clone (offline: the build backend is
+    already installed), from a copy of the tracked files, so a stale `build/` cannot leak in."""
+    source = tmp_path / "src"
+    for path in (p for p in _tracked() if p.is_file()):
+        target = source / path.relative_to(REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-    subprocess.run([*pip, "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+    subprocess.run([*pip, "-w", str(tmp_path), str(source)], check=True, capture_output=True)
     [wheel] = tmp_path.glob("feedlab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
