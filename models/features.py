@@ -79,7 +79,7 @@ class PostTable:
             sorted({t for t in catalog.topics if t}) if topic_vocab is None else list(topic_vocab)
         )
         codes = {t: i for i, t in enumerate(vocab)}
-        topic = np.array([codes.get(t, -1) for t in catalog.topics], np.int32)
+        topic = np.array([codes.get(t, -1) if t else -1 for t in catalog.topics], np.int32)
         return cls(
             catalog=catalog,
             topic_vocab=vocab,

@@ -80,7 +80,7 @@ class IdIndex:
     def __init__(self) -> None:
         self._ids = np.empty(0, np.int64)
         self._pos: dict[int, int] = {}
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+        self._sorted: tuple[np.ndarray | None, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -214,10 +214,11 @@ class History:
         self.users = IdIndex()
         self.posts = IdIndex()
         self._lock = threading.RLock()
-        self._store = _Store(*(np.empty(0, t) for t in (np.int64, np.int64, np.int64, bool)), 0, 0)
+        empty = np.empty(0, np.int64)
+        self._store = _Store(empty, empty, empty, np.empty(0, bool), 0, 0)
         self._delta: list[tuple[int, int, int, bool]] = []
         self._delta_by_user: dict[int, list[int]] = {}
-        self._delta_arrays: tuple[np.ndarray, ...] | None = None
+        self._delta_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # construction -----------------------------------------------------------------------
 
@@ -319,9 +320,8 @@ class History:
                     np.array(like, bool),
                 )
             else:
-                self._delta_arrays = tuple(
-                    np.empty(0, t) for t in (np.int64, np.int64, np.int64, bool)
-                )
+                empty = np.empty(0, np.int64)
+                self._delta_arrays = (empty, empty, empty, np.empty(0, bool))
         return self._delta_arrays
 
     # whole-history facts ----------------------------------------------------------------

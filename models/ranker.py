@@ -274,7 +274,7 @@ class Ranker:
             "profile_encoder": asdict(self.encoder_),
             **extra,
         }
-        meta = write_meta(out, name, datetime.fromisoformat(self.report_["t0"]), meta)
+        meta = write_meta(out, name, datetime.fromisoformat(str(self.report_["t0"])), meta)
         self.name_, self.version_ = name, meta["version"]
         return meta
 

@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class Embedder:
 
     def __init__(self, model: str | None = None) -> None:
         self.name, self.source = resolve_model(model)
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer once loaded
         self._lock = threading.Lock()
 
     @property
