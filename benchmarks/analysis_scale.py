@@ -246,21 +246,21 @@ def main() -> None:
             cpu = _cpu_seconds(backend) - cpu0 + time.process_time() - py0
         end_load = os.getloadavg()[0]
         engine.dispose()
-        phase = report["phases"][0]
-        table = Table(title=f"feedlab analyze over {phase['exposures']:,} exposures (PostgreSQL)")
+        phase = report.phases[0]
+        table = Table(title=f"feedlab analyze over {phase.exposures:,} exposures (PostgreSQL)")
         table.add_column("step")
         table.add_column("seconds", justify="right")
-        for step, secs in phase["timings_s"].items():
+        for step, secs in phase.timings_s.items():
             table.add_row(step, f"{secs:.1f}")
         table.add_row("[bold]total analyze() wall time[/]", f"[bold]{total:.1f}[/]")
         table.add_row("CPU time: PostgreSQL backend (not its workers) + Python", f"{cpu:.1f}")
         table.add_row("machine load average (1 min) at start / end", f"{load:.1f} / {end_load:.1f}")
         table.add_row("budget", "60.0")
         console.print(table)
-        hr = next(m for m in phase["comparisons"][0]["metrics"] if m["metric"] == "hitrate")
+        hr = phase.comparisons[0].metric("hitrate").test
         console.print(
-            f"users {phase['users']}, SRM p={phase['srm']['p_value']:.3g}, "
-            f"HitRate lift {hr['test']['lift']:+.2%} (p={hr['test']['p_value']:.2g})"
+            f"users {phase.users}, SRM p={phase.health.srm.p_value:.3g}, "
+            f"HitRate lift {hr.lift:+.2%} (p={hr.p_value:.3g})"
         )
     finally:
         if not (args.keep or args.reuse):

@@ -52,6 +52,12 @@ class Arm(_Strict):
     """Required by `design: ab`; an interleaving experiment shows every user both arms."""
 
 
+DecisionMetric = Literal["hitrate", "like_rate", "like_rate_user", "likes_per_user", "converted"]
+"""The metrics `feedlab analyze` reports; the experiment's `primary_metric` is one of them."""
+
+DEFAULT_DECISION_METRIC: DecisionMetric = "hitrate"
+
+
 class Experiment(_Strict):
     name: Name
     status: Literal["draft", "running", "stopped"]
@@ -59,6 +65,8 @@ class Experiment(_Strict):
     traffic: Annotated[float, Field(ge=0, le=100)]
     arms: Annotated[list[Arm], Field(min_length=1)]
     design: Literal["ab", "interleaving"] = AB
+    primary_metric: DecisionMetric = DEFAULT_DECISION_METRIC
+    """The decision metric: tested at full alpha; the other metrics are secondary."""
 
 
 class InprocessModel(_Strict):
@@ -133,13 +141,16 @@ class LoadedConfig:
 
 def config_version(config: ExperimentsConfig) -> str:
     """Hash of the validated content: comment or layout edits keep the version (and phase);
-    any change of salt, weights, traffic, status, arms or models makes a new one."""
+    any change of salt, weights, traffic, status, arms, primary metric or models makes a new
+    one."""
     data = config.model_dump(mode="json")
     for exp in data["experiments"]:
         # fields added after the first release are left out at their defaults, so the configs
         # stored before them keep their version (and phase)
         if exp["design"] == AB:
             del exp["design"]
+        if exp["primary_metric"] == DEFAULT_DECISION_METRIC:
+            del exp["primary_metric"]
         for arm in exp["arms"]:
             if arm["weight"] is None:
                 del arm["weight"]

@@ -272,7 +272,7 @@ def run_demo(
 def print_access(url: str, token: str, log: Path) -> None:
     """How to reach the gateway, as Jupyter prints its URL and token."""
     print(f"gateway: {url}    API docs: {url}/docs    log: {log}")
-    print(f"try it:  curl '{url}/post/recommendations/?id=1&limit=5'")
+    print(f"try it:  curl -H 'X-Feedlab-QA: 1' '{url}/post/recommendations/?id=1&limit=5'")
     print(f"admin token: {token}")
     print(f"         curl -H 'Authorization: Bearer {token}' {url}/admin/config", flush=True)
 

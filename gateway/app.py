@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -120,10 +120,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             datetime | None, Query(description="ISO datetime the feed is built for; now if unset")
         ] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 5,
+        x_feedlab_qa: Annotated[
+            bool, Header(description="1 marks a QA request: served, logged, never analysed")
+        ] = False,
     ) -> Response:
         """Posts for user `id` from the arm the user is assigned to."""
         at = _request_time(time)
-        served = await serve(state, id, at, limit)
+        served = await serve(state, id, at, limit, qa=x_feedlab_qa)
         return Response(
             served.body,
             media_type="application/json",

@@ -57,6 +57,7 @@ class ExposureRecord:
     """Interleaving: the arm that contributed each served post (in `post_ids` order)."""
     seed: int | None = None
     """Interleaving: the team-draft coin's seed, so the merge can be replayed."""
+    qa: bool = False
 
 
 @dataclass(slots=True)

@@ -47,7 +47,9 @@ class _Picked:
     seed: int | None = None
 
 
-async def serve(state: GatewayState, user_id: int, at: datetime, limit: int) -> Served:
+async def serve(
+    state: GatewayState, user_id: int, at: datetime, limit: int, qa: bool = False
+) -> Served:
     start = time.perf_counter()
     runtime = state.holder.current
     who = runtime.assigner.assign(user_id)
@@ -82,6 +84,7 @@ async def serve(state: GatewayState, user_id: int, at: datetime, limit: int) -> 
             latency_ms=round(latency * 1000, 3),
             teams=picked.teams,
             seed=picked.seed,
+            qa=qa,
         )
     )
     state.metrics.requests.labels(who.experiment or "", who.exp_group).inc()

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -104,6 +105,8 @@ class Exposure(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     seed: Mapped[int | None] = mapped_column(BigInteger)
     """Interleaving: the seed of the request's team-draft coin (NULL otherwise)."""
+    qa: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    """A QA request (header `X-Feedlab-QA: 1`): served and logged, never analysed."""
 
 
 class ExposureItem(Base):

@@ -115,7 +115,7 @@ def test_analyst_opens_the_demo_experiment_and_reads_the_verdict(
     world: tuple[str, Engine],
 ) -> None:
     url, engine = world
-    expected = analyze(engine, EXPERIMENT)["phases"][0]["comparisons"][0]["verdict"]["status"]
+    expected = analyze(engine, EXPERIMENT).phases[0].comparisons[0].verdict.status
     with ServerThread(create_dashboard(url)) as server:
         home = server.url + "/"
         listing = rendered_dom(home)

@@ -98,7 +98,7 @@ def test_an_aa_test_finds_nothing_and_the_test_arm_wins(pg_url: str, tmp_path: P
         tmp_path / "e2e_aa.yaml", artifacts, experiment="e2e_aa", control="control", test="control"
     )
     phase = run_experiment(aa, spec, env, tmp_path, seed=2)
-    assert phase["srm"]["flagged"] is False
+    assert phase["health"]["srm"]["flagged"] is False
     assert phase["exposures"] == USERS * DAYS * REQUESTS_PER_DAY
     metric = hitrate(phase)
     assert metric["test"]["p_value"] >= 0.05, metric
@@ -106,7 +106,7 @@ def test_an_aa_test_finds_nothing_and_the_test_arm_wins(pg_url: str, tmp_path: P
 
     ab = write_config(tmp_path / "e2e_ab.yaml", artifacts, experiment="e2e_ab")
     phase = run_experiment(ab, spec, env, tmp_path, seed=1)
-    assert phase["srm"]["flagged"] is False
+    assert phase["health"]["srm"]["flagged"] is False
     assert phase["exposures"] == USERS * DAYS * REQUESTS_PER_DAY
     result = hitrate(phase)["test"]
     assert result["diff"] > 0, result

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from feedlab.analysis.stats.bootstrap import poisson_bootstrap
 from feedlab.analysis.stats.frequentist import (
-    cuped_welch,
+    cuped_test,
     mann_whitney,
     ratio_ztest,
     two_proportion_ztest,
     welch_ttest,
 )
-from feedlab.analysis.stats.moments import JointStats, MeanStats
+from feedlab.analysis.stats.moments import JointStats, MeanStats, RegressionStats
 from feedlab.analysis.stats.power import plan_sample_size
 from feedlab.analysis.stats.sequential import sequential_test
 from feedlab.analysis.stats.srm import srm_test
@@ -88,7 +88,9 @@ def test_cuped_aa_false_positive_rate():
     x = rng.gamma(2, 0.1, size=(2, RUNS, 400))
     y = 0.7 * x + rng.normal(0, 0.05, size=x.shape)
     rej = [
-        cuped_welch(JointStats.of(y[0, i], x[0, i]), JointStats.of(y[1, i], x[1, i]))[0].p_value
+        cuped_test(
+            RegressionStats.of(y[0, i], x[0, i]), RegressionStats.of(y[1, i], x[1, i])
+        ).result.p_value
         < ALPHA
         for i in range(RUNS)
     ]

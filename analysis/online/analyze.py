@@ -1,36 +1,48 @@
-"""`analyze(engine, experiment)`: per-phase online analysis as a JSON-ready dict.
+"""`analyze(engine, experiment)`: per-phase online analysis as a typed `Report`.
 
 Phases (config versions) are analysed separately: a split change between phases makes a
 pooled comparison biased (Simpson's paradox), so pooling is refused unless every phase has the
-same salt, traffic and weights and the caller asks for it."""
+same salt, traffic and weights and the caller asks for it. A config that comes back after
+another one ran starts a new segment of its phase, analysed on its own."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-import numpy as np
 from feedlab.analysis.online import queries
-from feedlab.analysis.online.metrics import METRICS, PRIMARY, mean_stats, ratio_stats
+from feedlab.analysis.online.metrics import BY_KEY, METRICS, TEST_NAMES, Metric, metric_test
 from feedlab.analysis.online.phase_config import PhaseConfig, load_phase_config
-from feedlab.analysis.stats.bootstrap import poisson_bootstrap
-from feedlab.analysis.stats.frequentist import (
-    cuped_welch,
-    mann_whitney,
-    ratio_ztest,
-    two_proportion_ztest,
-    welch_ttest,
+from feedlab.analysis.online.results import (
+    AnytimeLook,
+    AnytimeSummary,
+    ArmSums,
+    Capping,
+    ComparisonResult,
+    CupedResult,
+    EffectPoint,
+    Health,
+    Interval,
+    LookSums,
+    MetricResult,
+    PhaseResult,
+    Report,
+    SequentialSummary,
+    Verdict,
 )
-from feedlab.analysis.stats.moments import JointStats, MeanStats
-from feedlab.analysis.stats.multiple import holm
+from feedlab.analysis.stats.bootstrap import BootstrapResult, poisson_bootstrap
+from feedlab.analysis.stats.frequentist import Comparison, cuped_test, mann_whitney
+from feedlab.analysis.stats.multiple import CORRECTIONS, adjust_families
 from feedlab.analysis.stats.power import minimum_detectable_effect
-from feedlab.analysis.stats.sequential import sequential_test
+from feedlab.analysis.stats.sequential import cs_half_width, sequential_test
 from feedlab.analysis.stats.srm import srm_test
 from feedlab.storage.clock import utcnow
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 EPOCH = date(1970, 1, 1)
 
@@ -47,9 +59,41 @@ class Options:
     boot_buckets: int = 2_000
     seed: int = 0
     cuped: bool = True
-    planned_users: int | None = None
+    planned_days: int | None = None
+    """Planned duration: the sequential test's information fraction is days elapsed / this
+    (default: the days observed, i.e. the last look is final)."""
     since: datetime | None = None
     until: datetime | None = None
+    correction: str = "holm"
+    cap: float | None = None
+    """Winsorize per-user metrics at this quantile (e.g. 0.999); None = off."""
+    new_users_only: bool = False
+    """Leave out users carried over from an earlier phase with a different split."""
+    anytime: bool = False
+    """Decide on the anytime-valid confidence sequence (safe to look at any time)."""
+    cs_tune_users: float = 5_000
+
+
+def attribution_rule(window_s: float) -> str:
+    return (
+        "Each like is credited once, to the latest exposure that served that post to that "
+        f"user at or before the like, if that exposure is less than {window_s:g} s before it "
+        "(QA exposures take their credit out of the analysis). An exposure is a hit when at "
+        "least one like is credited to it."
+    )
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """The exposures of one phase (or of pooled phases) to analyse together."""
+
+    spans: list[queries.PhaseSpan]
+    config: PhaseConfig
+    since: datetime | None
+    until: datetime | None
+    number: int
+    start: datetime
+    active_until: datetime | None = None
 
 
 def analyze(
@@ -58,128 +102,136 @@ def analyze(
     phase: str | None = None,
     options: Options | None = None,
     pool: bool = False,
-) -> dict:
+) -> Report:
     """Analyse every phase of `experiment` (or only `phase`); see module doc for pooling."""
     opt = options or Options()
+    if opt.correction not in CORRECTIONS:
+        raise ValueError(f"correction: one of {', '.join(CORRECTIONS)}, got {opt.correction!r}")
     with engine.connect() as conn:
         queries.tune_session(conn)
         queries.refresh_planner_stats(conn)
-        phases = queries.list_phases(conn, experiment, opt.since, opt.until)
-        if phase is not None:
-            phases = [p for p in phases if p["config_version"] == phase]
-            if not phases:
-                raise LookupError(f"--phase: no exposures of {experiment!r} under {phase!r}")
-        if not phases:
+        spans = queries.list_phases(conn, experiment, opt.since, opt.until)
+        if not spans:
             raise LookupError(f"experiment: no exposures logged for {experiment!r}")
-        configs = [load_phase_config(conn, experiment, p["config_version"]) for p in phases]
+        configs = {
+            s.config_version: load_phase_config(conn, experiment, s.config_version) for s in spans
+        }
         notes: list[str] = []
-        if pool and len(phases) > 1:
-            keys = {c.split_key for c in configs}
-            if len(keys) > 1:
+        # the pre-period ends at the first analysed exposure, whatever the range
+        first = (
+            spans[0].start
+            if opt.since is None
+            else queries.first_exposure(conn, experiment) or spans[0].start
+        )
+        segments = _segments(conn, experiment, spans, configs, opt, notes)
+        if pool and len(spans) > 1:
+            if len({c.split_key for c in configs.values()}) > 1:
                 raise PoolingRefused(
                     "--pool: phases "
-                    + ", ".join(c.config_version for c in configs)
+                    + ", ".join(configs)
                     + " differ in salt, traffic or weights; pooling them is Simpson's paradox."
                     " Analyse them per phase (the default)."
                 )
-            groups = [(phases, configs[-1])]
-            notes.append(f"pooled {len(phases)} phases with identical split")
-        else:
-            groups = [([p], c) for p, c in zip(phases, configs, strict=True)]
-            if len(phases) > 1:
-                splits = {c.split_key for c in configs}
-                notes.append(
-                    f"{len(phases)} phases reported separately"
-                    + (" (their splits differ; never pool them)" if len(splits) > 1 else "")
+            last = configs[spans[-1].config_version]
+            segments = [_Segment(spans, last, opt.since, opt.until, 1, spans[0].start)]
+            notes.append(f"pooled {len(spans)} phases with identical split")
+        elif len(segments) > 1:
+            notes.append(
+                f"{len(segments)} phase segments reported separately"
+                + (
+                    " (their splits differ; never pool them)"
+                    if len({c.split_key for c in configs.values()}) > 1
+                    else ""
                 )
-        results = [_analyze_phase(conn, experiment, ph, cfg, opt) for ph, cfg in groups]
-    return {
-        "experiment": experiment,
-        "generated_at": utcnow().replace(microsecond=0).isoformat(),
-        "window_s": opt.window_s,
-        "alpha": opt.alpha,
-        "notes": notes,
-        "phases": results,
-    }
+            )
+        if phase is not None:
+            segments = [s for s in segments if s.config.config_version == phase]
+            if not segments:
+                raise LookupError(f"--phase: no exposures of {experiment!r} under {phase!r}")
+        results = [
+            _analyze_segment(
+                conn, experiment, seg, opt, _earlier_splits(spans, configs, seg), first
+            )
+            for seg in segments
+        ]
+    return Report(
+        experiment,
+        utcnow().replace(microsecond=0),
+        opt.window_s,
+        opt.alpha,
+        opt.correction,
+        attribution_rule(opt.window_s),
+        opt.since,
+        opt.until,
+        notes,
+        results,
+    )
 
 
 def analyze_versions(
     engine: Engine, experiment: str, versions: list[str], options: Options | None = None
-) -> dict:
+) -> PhaseResult:
     """One analysis over the given versions taken as a single sample, with no split check:
     the building block of `analyze`, exposed so tests can show what naive pooling does."""
     opt = options or Options()
     with engine.connect() as conn:
         queries.tune_session(conn)
-        queries.refresh_planner_stats(conn)
-        phases = [
-            p
-            for p in queries.list_phases(conn, experiment, opt.since, opt.until)
-            if p["config_version"] in versions
+        spans = [
+            s
+            for s in queries.list_phases(conn, experiment, opt.since, opt.until)
+            if s.config_version in versions
         ]
-        cfg = load_phase_config(conn, experiment, phases[-1]["config_version"])
-        return _analyze_phase(conn, experiment, phases, cfg, opt)
+        cfg = load_phase_config(conn, experiment, spans[-1].config_version)
+        seg = _Segment(spans, cfg, opt.since, opt.until, 1, spans[0].start)
+        first = queries.first_exposure(conn, experiment) or spans[0].start
+        return _analyze_segment(conn, experiment, seg, opt, [], first)
 
 
-def _analyze_phase(conn, experiment: str, phases: list[dict], cfg: PhaseConfig, opt: Options):
-    versions = tuple(p["config_version"] for p in phases)
-    sel = queries.Selection(experiment, versions, opt.since, opt.until)
-    lo = min(p["start"] for p in phases)
-    hi = max(p["end"] for p in phases)
-    length = hi - lo
-    pre = (lo - length, lo) if opt.cuped and length > timedelta(0) else None
-    ws = queries.Workspace(conn)
-    timer = _Timer()
-    try:
-        with timer("per-user aggregation (SQL)"):
-            ws.build(sel, lo, hi, opt.window_s, pre)
-        with timer("per-arm sufficient statistics (SQL)"):
-            sums = ws.arm_sums()
-            overlap = ws.users_in_several_arms()
-        arms = [name for name, _, _ in cfg.arms]
-        control = "control" if "control" in arms else arms[0]
-        srm = srm_test({a: int(s["n"]) for a, s in sums.items() if a in arms}, cfg.weights)
-        comparisons = [
-            _compare(ws, sums, control, arm, opt, timer)
-            for arm in arms
-            if arm != control and arm in sums and control in sums
-        ]
-        with timer("daily cumulative + sequential (SQL windows)"):
-            daily = _daily(ws, control, [c["arm"] for c in comparisons], opt)
-        with timer("guardrails (SQL percentiles)"):
-            guard = queries.guardrails(conn, sel, sorted(sums))
-    finally:
-        ws.close()
-    for comp in comparisons:
-        comp["sequential"] = daily["sequential"].get(comp["arm"])
-        comp["verdict"] = _verdict(comp, srm.flagged, opt)
-    warnings = []
-    if srm.flagged:
-        warnings.append(
-            f"SRM: users per arm {srm.observed} do not match weights {cfg.weights} "
-            f"(chi-square p = {srm.p_value:.2e} < 0.001); metrics of this phase are not trustworthy"
+def _segments(
+    conn: Connection,
+    experiment: str,
+    spans: list[queries.PhaseSpan],
+    configs: dict[str, PhaseConfig],
+    opt: Options,
+    notes: list[str],
+) -> list[_Segment]:
+    """Each version's exposures, split where the version came back after another version
+    ran in between (a restored YAML): the first exposure after each such run starts a new
+    segment. Overlaps while workers switch configs do not split."""
+    out: list[_Segment] = []
+    for s in spans:
+        returns = sorted(o.end for o in spans if o is not s and o.start > s.start and o.end < s.end)
+        cuts = queries.segment_starts(
+            conn, experiment, s.config_version, returns, opt.since, opt.until
         )
-    if overlap:
-        warnings.append(f"{overlap} users were exposed in more than one arm of this phase")
-    unknown = sorted(set(sums) - set(arms))
-    if unknown:
-        warnings.append(f"exposures with exp_group not in the config: {unknown}")
-    return {
-        "config": cfg.as_dict(),
-        "config_versions": list(versions),
-        "start": lo.isoformat(),
-        "end": hi.isoformat(),
-        "pre_period": [pre[0].isoformat(), pre[1].isoformat()] if pre else None,
-        "exposures": int(sum(p["exposures"] for p in phases)),
-        "users": {a: int(s["n"]) for a, s in sums.items()},
-        "control": control,
-        "srm": srm.as_dict(),
-        "warnings": warnings,
-        "comparisons": comparisons,
-        "guardrails": guard,
-        "daily": daily["series"],
-        "timings_s": timer.spent,
-    }
+        bounds = [opt.since, *cuts, opt.until]
+        starts = [s.start, *cuts]
+        cfg = configs[s.config_version]
+        out += [
+            _Segment([s], cfg, bounds[k], bounds[k + 1], k + 1, starts[k])
+            for k in range(len(starts))
+        ]
+        if cuts:
+            notes.append(
+                f"config {s.config_version} came back after another config ran: "
+                f"{len(cuts) + 1} segments, each analysed on its own"
+            )
+    out.sort(key=lambda seg: seg.start)
+    # a segment is active until the next one starts
+    return [replace(seg, active_until=nxt.start) for seg, nxt in itertools.pairwise(out)] + out[-1:]
+
+
+def _earlier_splits(
+    spans: list[queries.PhaseSpan], configs: dict[str, PhaseConfig], seg: _Segment
+) -> list[str]:
+    """Versions that ran before this segment with a different split."""
+    start = min(s.start for s in seg.spans)
+    key = seg.config.split_key
+    return [
+        s.config_version
+        for s in spans
+        if s.start < start and configs[s.config_version].split_key != key
+    ]
 
 
 class _Timer:
@@ -189,7 +241,7 @@ class _Timer:
         self.spent: dict[str, float] = {}
 
     @contextlib.contextmanager
-    def __call__(self, step: str):
+    def __call__(self, step: str) -> Iterator[None]:
         start = time.perf_counter()
         try:
             yield
@@ -197,185 +249,392 @@ class _Timer:
             self.spent[step] = self.spent.get(step, 0.0) + time.perf_counter() - start
 
 
-def _compare(
-    ws: queries.Workspace, sums: dict, control: str, arm: str, opt: Options, timer: _Timer
-) -> dict:
-    a, b = sums[control], sums[arm]
-    with timer("user-bucket sums for the bootstrap (SQL)"):
-        values = {
-            g: np.array(ws.bucket_sums(g, opt.boot_buckets), dtype=float).reshape(-1, 5)
-            for g in (control, arm)
-        }
-    va, vb = values[control], values[arm]  # columns: users, hr, lr, liked, n_items
-    out = []
-    for i, m in enumerate(METRICS):
-        row: dict = {"metric": m.key, "label": m.label, "kind": m.kind}
-        if m.kind == "mean":
-            ja, jb = mean_stats(a, m.column), mean_stats(b, m.column)
-            main = welch_ttest(ja.a, jb.a, opt.alpha)
-            col = {"hr": 1, "lr": 2, "liked": 3}[m.column]
-            with timer("Poisson bootstrap (numpy)"):
-                boot = poisson_bootstrap(
-                    va[:, col],
-                    vb[:, col],
-                    va[:, 0],
-                    vb[:, 0],
-                    n_boot=opt.n_boot,
-                    alpha=opt.alpha,
-                    seed=opt.seed + i,
+def _day_label(day: int) -> str:
+    return (EPOCH + timedelta(days=day)).isoformat()
+
+
+def _day_number(ts: datetime) -> int:
+    return (ts.date() - EPOCH).days
+
+
+def _analyze_segment(
+    conn: Connection,
+    experiment: str,
+    seg: _Segment,
+    opt: Options,
+    earlier: list[str],
+    first_exposure: datetime,
+) -> PhaseResult:
+    cfg = seg.config
+    versions = tuple(s.config_version for s in seg.spans)
+    sel = queries.Selection(experiment, versions, seg.since, seg.until, seg.active_until)
+    whole = seg.since == opt.since and seg.until == opt.until and seg.active_until is None
+    if whole:  # the versions' spans are the sample's: no need to scan again
+        lo, hi = min(s.start for s in seg.spans), max(s.end for s in seg.spans)
+        n_exposures = sum(s.exposures for s in seg.spans)
+    else:
+        lo, hi, n_exposures = queries.sample_span(conn, sel)
+    first = first_exposure
+    length = hi - lo
+    pre = (first - length, first) if opt.cuped and length > timedelta(0) else None
+    ws = queries.Workspace(conn)
+    timer = _Timer()
+    arms = [a.name for a in cfg.arms]
+    control = "control" if "control" in arms else arms[0]
+    try:
+        with timer("per-user aggregation (SQL)"):
+            ws.build_user_days(sel, lo, hi, opt.window_s, _day_number(hi))
+            multi = ws.users_where(ws.multi_arm_condition(), drop=True)
+            carried = (
+                ws.users_where(
+                    queries.carried_over(ws, experiment, earlier, lo), drop=opt.new_users_only
                 )
-            with timer("Mann-Whitney ranks (SQL windows)"):
-                rank_sum, ties = ws.rank_sums(m.column, control, arm)
-            row["mann_whitney"] = mann_whitney(
-                a["n"], b["n"], rank_sum, ties, ja.a.mean, jb.a.mean
-            ).as_dict()
-            if opt.cuped:
-                cup, theta = cuped_welch(ja, jb, opt.alpha)
-                row["cuped"] = cup.as_dict() | {"theta": theta}
-            row["sd_control"] = math.sqrt(ja.a.var) if a["n"] > 1 else None
-        elif m.kind == "ratio":
-            main = ratio_ztest(ratio_stats(a), ratio_stats(b), opt.alpha)
-            with timer("Poisson bootstrap (numpy)"):
-                boot = poisson_bootstrap(
-                    va[:, 3],
-                    vb[:, 3],
-                    va[:, 4],
-                    vb[:, 4],
-                    n_boot=opt.n_boot,
-                    alpha=opt.alpha,
-                    seed=opt.seed + i,
-                )
-        else:
-            main = two_proportion_ztest(a["conv"], a["n"], b["conv"], b["n"], opt.alpha)
-            boot = None
-        row["test"] = main.as_dict()
-        row["bootstrap"] = boot.as_dict() if boot else None
-        out.append(row)
-    adjusted = holm([r["test"]["p_value"] for r in out])
-    for r, p in zip(out, adjusted, strict=True):
-        r["p_holm"] = p
-        r["significant"] = p < opt.alpha
-    primary = next(r for r in out if r["metric"] == PRIMARY)
-    sd = primary.get("sd_control")
-    mean = primary["test"]["mean_control"]
-    mde = None
-    if sd and mean:
-        mde = minimum_detectable_effect(mean, a["n"], b["n"], opt.alpha, 0.8, sd=sd)
-    return {"arm": arm, "control": control, "metrics": out, "mde_primary": mde}
-
-
-def _hr(c: dict):
-    return queries._f(c["hits"]) / c["n_exp"]
-
-
-DAILY_MOMENTS = {
-    "hr": _hr,
-    "hr_sq": lambda c: _hr(c) * _hr(c),
-    "liked": lambda c: queries._f(c["liked"]),
-    "items": lambda c: queries._f(c["n_items"]),
-    "liked_sq": lambda c: queries._f(c["liked"]) * c["liked"],
-    "items_sq": lambda c: queries._f(c["n_items"]) * c["n_items"],
-    "liked_items": lambda c: queries._f(c["liked"]) * c["n_items"],
-}
-
-
-def _daily(ws: queries.Workspace, control: str, arms: list[str], opt: Options) -> dict:
-    """Cumulative effect at the end of each day, and the group-sequential test over those
-    daily looks (information fraction = users so far / planned users, or / final users)."""
-    rows = ws.daily_increments(DAILY_MOMENTS)
-    for r in rows:
-        r["day"] = (EPOCH + timedelta(days=int(r["day"]))).isoformat()
-    days = sorted({r["day"] for r in rows})
-    running: dict[str, dict[str, float]] = {}
-    cum: dict[str, list[dict]] = {}
-    for day in days:
-        for r in rows:
-            if r["day"] != day:
-                continue
-            acc = running.setdefault(r["exp_group"], dict.fromkeys(["n", *DAILY_MOMENTS], 0.0))
-            for k in acc:
-                acc[k] += float(r[k] or 0)
-        for g, acc in running.items():
-            cum.setdefault(g, []).append({"day": day, **acc})
-    series, seq = [], {}
-    for arm in arms:
-        looks = []
-        for ca, cb in zip(cum.get(control, []), cum.get(arm, []), strict=False):
-            if ca["day"] != cb["day"] or ca["n"] < 2 or cb["n"] < 2:
-                continue
-            hr = welch_ttest(
-                MeanStats(ca["n"], ca["hr"], ca["hr_sq"]),
-                MeanStats(cb["n"], cb["hr"], cb["hr_sq"]),
-                opt.alpha,
+                if earlier
+                else 0
             )
-            lr = ratio_ztest(_ratio(ca), _ratio(cb), opt.alpha)
-            point = {
-                "arm": arm,
-                "day": ca["day"],
-                "users": int(ca["n"] + cb["n"]),
-                "hitrate": {k: hr.as_dict()[k] for k in ("diff", "ci_low", "ci_high", "lift")},
-                "like_rate": {k: lr.as_dict()[k] for k in ("diff", "ci_low", "ci_high", "lift")},
-                "z": hr.statistic,
-            }
-            series.append(point)
-            if math.isfinite(hr.statistic):
-                looks.append(point)
-        seq[arm] = _sequential(looks, opt)
-    return {"series": series, "sequential": seq}
-
-
-def _ratio(c: dict) -> JointStats:
-    return JointStats(
-        c["n"], c["liked"], c["items"], c["liked_sq"], c["items_sq"], c["liked_items"]
+            ws.build_users(opt.window_s, pre)
+            caps, cut = ws.cap(opt.cap) if opt.cap is not None else ({}, {})
+        with timer("per-arm sufficient statistics (SQL)"):
+            sums = ws.arm_sums()
+        srm = srm_test({a: int(s.n) for a, s in sums.items() if a in arms}, cfg.weights)
+        decision = BY_KEY[cfg.primary_metric]
+        treated = [a for a in arms if a != control and a in sums and control in sums]
+        raw = {arm: _compare(ws, sums, control, arm, opt, timer) for arm in treated}
+        with timer("daily looks and effects (SQL windows)"):
+            looks = _by_arm(ws.look_sums(_day_label))
+            days = _by_arm(ws.day_sums(_day_label))
+        with timer("guardrails (SQL percentiles)"):
+            guard = queries.guardrails(conn, sel, sorted(sums))
+        qa = (
+            sum(s.qa_exposures for s in seg.spans)
+            if whole
+            else queries.count_exposures(conn, sel.condition(qa=True))
+        )
+        late = sel.condition(late=True)
+        off_time = queries.count_exposures(conn, late) if seg.active_until else 0
+        outside = _outside_range(conn, experiment, versions, seg, opt)
+    finally:
+        ws.close()
+    metric_results = _adjust(raw, decision, opt)
+    n_days = _day_number(hi) - _day_number(lo) + 1
+    planned = opt.planned_days or n_days
+    comparisons = []
+    effects: list[EffectPoint] = []
+    for arm in treated:
+        cum = _effects(decision, looks.get(control, []), looks.get(arm, []), arm, "cumulative", opt)
+        effects += cum + _effects(
+            decision, days.get(control, []), days.get(arm, []), arm, "day", opt
+        )
+        seq = _sequential(cum, _day_number(lo), planned, opt)
+        anytime = _anytime(cum, opt)
+        metrics = metric_results[arm]
+        mde = _mde(decision, sums[control], sums[arm], metrics, opt)
+        verdict = _verdict(arm, control, decision, metrics, seq, anytime, srm.flagged, mde, opt)
+        comparisons.append(ComparisonResult(arm, control, metrics, mde, seq, anytime, verdict))
+    health = Health(
+        srm,
+        multi,
+        carried,
+        opt.new_users_only and carried > 0,
+        qa,
+        outside,
+        off_time,
+        sorted(set(sums) - set(arms)),
+    )
+    return PhaseResult(
+        cfg.config_version,
+        list(versions),
+        cfg.loaded_at,
+        cfg.salt,
+        cfg.traffic,
+        list(cfg.arms),
+        decision.key,
+        seg.number,
+        lo,
+        hi,
+        list(pre) if pre else None,
+        n_exposures,
+        {a: int(s.n) for a, s in sums.items()},
+        control,
+        health,
+        _warnings(health, cfg),
+        Capping(opt.cap, caps, cut),
+        comparisons,
+        guard,
+        effects,
+        timer.spent,
     )
 
 
-def _sequential(looks: list[dict], opt: Options) -> dict | None:
-    if not looks:
-        return None
-    total = opt.planned_users or looks[-1]["users"]
-    fractions, zs, kept = [], [], []
-    for p in looks:
-        f = min(p["users"] / total, 1.0)
+def _outside_range(
+    conn: Connection, experiment: str, versions: tuple[str, ...], seg: _Segment, opt: Options
+) -> int:
+    """Non-QA exposures of the phase left out by --from/--to (reported, never pooled in)."""
+    if opt.since is None and opt.until is None:
+        return 0
+    everything = queries.Selection(experiment, versions)
+    return queries.count_exposures(conn, everything.condition()) - queries.count_exposures(
+        conn, queries.Selection(experiment, versions, opt.since, opt.until).condition()
+    )
+
+
+def _warnings(h: Health, cfg: PhaseConfig) -> list[str]:
+    out = []
+    if h.srm.flagged:
+        out.append(
+            f"SRM: users per arm {h.srm.observed} do not match weights {cfg.weights} "
+            f"(chi-square p = {h.srm.p_value:.2e} < 0.001); metrics of this phase are not "
+            "trustworthy"
+        )
+    if h.multi_arm_users_excluded:
+        out.append(
+            f"{h.multi_arm_users_excluded} users were exposed in more than one arm of this "
+            "phase; they are excluded from the comparison"
+        )
+    if h.carried_over_users:
+        out.append(
+            f"{h.carried_over_users} users carried over from an earlier phase with a different "
+            "split" + ("; excluded (--new-users-only)" if h.carried_over_excluded else "; included")
+        )
+    if h.unknown_groups:
+        out.append(f"exposures with exp_group not in the config: {h.unknown_groups}")
+    return out
+
+
+def _by_arm(rows: list[tuple[str, LookSums]]) -> dict[str, list[LookSums]]:
+    out: dict[str, list[LookSums]] = {}
+    for arm, s in rows:
+        out.setdefault(arm, []).append(s)
+    return out
+
+
+@dataclass(frozen=True)
+class _Raw:
+    metric: Metric
+    test: Comparison
+    cuped: CupedResult | None
+    mann_whitney: Comparison | None
+    bootstrap: BootstrapResult | None
+    sd_control: float | None
+
+
+def _compare(
+    ws: queries.Workspace,
+    sums: dict[str, ArmSums],
+    control: str,
+    arm: str,
+    opt: Options,
+    timer: _Timer,
+) -> list[_Raw]:
+    a, b = sums[control], sums[arm]
+    with timer("user-bucket sums for the bootstrap (SQL)"):
+        ba, bb = ws.bucket_sums(control, opt.boot_buckets), ws.bucket_sums(arm, opt.boot_buckets)
+    out = []
+    for i, m in enumerate(METRICS):
+        main = metric_test(m, a, b, opt.alpha)
+        cuped = mw = boot = sd = None
+        if m.kind != "proportion":
+            num, den = (m.column, "items") if m.kind == "ratio" else (m.column, None)
+            with timer("Poisson bootstrap (numpy)"):
+                boot = poisson_bootstrap(
+                    ba.column(num),
+                    bb.column(num),
+                    ba.column(den) if den else ba.users,
+                    bb.column(den) if den else bb.users,
+                    n_boot=opt.n_boot,
+                    alpha=opt.alpha,
+                    seed=opt.seed + i,
+                )
+        if m.kind == "mean":
+            with timer("Mann-Whitney ranks (SQL windows)"):
+                rank_sum, ties = ws.rank_sums(m.column, control, arm)
+            mw = mann_whitney(a.n, b.n, rank_sum, ties, main.mean_control, main.mean_test)
+            if opt.cuped:
+                cuped = _cuped(a, b, m.column, opt.alpha)
+            sd = math.sqrt(a.mean(m.column).var) if a.n > 1 else None
+        out.append(_Raw(m, main, cuped, mw, boot, sd))
+    return out
+
+
+def _cuped(a: ArmSums, b: ArmSums, column: str, alpha: float) -> CupedResult:
+    if a.has_pre + b.has_pre == 0:
+        return CupedResult(False, "no user has pre-period data", [], None)
+    res = cuped_test(a.regression(column), b.regression(column), alpha)
+    return CupedResult(res.applied, res.reason, list(res.theta), res.result)
+
+
+def _adjust(
+    raw: dict[str, list[_Raw]], decision: Metric, opt: Options
+) -> dict[str, list[MetricResult]]:
+    """The decision metric at full alpha (corrected across arms only when there are several
+    treatment arms); the secondary metrics corrected as one family across metrics and arms."""
+    cells = [(arm, r) for arm, rows in raw.items() for r in rows]
+    dec = [(arm, r) for arm, r in cells if r.metric.key == decision.key]
+    sec = [(arm, r) for arm, r in cells if r.metric.key != decision.key]
+    p_dec, p_sec = adjust_families(
+        [r.test.p_value for _, r in dec], [r.test.p_value for _, r in sec], opt.correction
+    )
+    adjusted = {
+        (arm, r.metric.key): p for (arm, r), p in zip([*dec, *sec], [*p_dec, *p_sec], strict=True)
+    }
+    return {
+        arm: [
+            MetricResult(
+                r.metric.key,
+                r.metric.label,
+                r.metric.kind,
+                "decision" if r.metric.key == decision.key else "secondary",
+                r.test,
+                adjusted[(arm, r.metric.key)],
+                adjusted[(arm, r.metric.key)] < opt.alpha,
+                r.cuped,
+                r.mann_whitney,
+                r.bootstrap,
+                r.sd_control,
+            )
+            for r in rows
+        ]
+        for arm, rows in raw.items()
+    }
+
+
+def _effects(
+    metric: Metric, ca: list[LookSums], cb: list[LookSums], arm: str, kind: str, opt: Options
+) -> list[EffectPoint]:
+    out = []
+    by_day = {s.day: s for s in ca}
+    for b in cb:
+        a = by_day.get(b.day)
+        if a is None or a.n < 2 or b.n < 2:
+            continue
+        t = metric_test(metric, a, b, opt.alpha)
+        effect = Interval(t.diff, t.ci_low, t.ci_high, t.lift)
+        out.append(EffectPoint(arm, b.day, kind, int(a.n + b.n), effect, t.statistic, t.se))
+    return out
+
+
+def _sequential(
+    cum: list[EffectPoint], first_day: int, planned: int, opt: Options
+) -> SequentialSummary | None:
+    """O'Brien-Fleming over the daily looks; information fraction = days elapsed / planned.
+    A look without variance (e.g. no like yet in either arm) counts as z = 0: no evidence."""
+    fractions: list[float] = []
+    zs: list[float] = []
+    days: list[str] = []
+    for p in cum:
+        f = min((_day_number(datetime.fromisoformat(p.day)) - first_day + 1) / planned, 1.0)
         if fractions and f <= fractions[-1]:
             continue
         fractions.append(f)
-        zs.append(p["z"])
-        kept.append(p["day"])
-    res = sequential_test(zs, fractions, opt.alpha).as_dict()
-    res["days"] = kept
-    res["planned_users"] = opt.planned_users
-    res["complete"] = fractions[-1] >= 1.0
-    return res
+        zs.append(p.z if math.isfinite(p.z) else 0.0)
+        days.append(p.day)
+    if not fractions:
+        return None
+    res = sequential_test(zs, fractions, opt.alpha)
+    return SequentialSummary(res, days, planned, fractions[-1] >= 1.0)
 
 
-def _verdict(comp: dict, srm_flagged: bool, opt: Options) -> dict:
-    primary = next(r for r in comp["metrics"] if r["metric"] == PRIMARY)
-    t = primary["test"]
-    seq = comp.get("sequential")
-    if opt.planned_users and seq and not seq["complete"]:
-        significant = seq["rejected"]
+def _anytime(cum: list[EffectPoint], opt: Options) -> AnytimeSummary | None:
+    if not opt.anytime or not cum:
+        return None
+    looks = []
+    first = None
+    for p in cum:
+        h = cs_half_width(p.se, p.users, opt.alpha, opt.cs_tune_users)
+        look = AnytimeLook(p.day, p.users, p.effect.diff, p.effect.diff - h, p.effect.diff + h)
+        looks.append(look)
+        if first is None and (look.cs_low > 0 or look.cs_high < 0):
+            first = p.day
+    return AnytimeSummary(opt.cs_tune_users, looks, first is not None, first)
+
+
+def _mde(
+    metric: Metric, a: ArmSums, b: ArmSums, metrics: list[MetricResult], opt: Options
+) -> float | None:
+    """Smallest relative effect on the decision metric detected with 80% power at these
+    sizes, by the same normal approximation as `--plan`."""
+    r = next(m for m in metrics if m.metric == metric.key)
+    mean = r.test.mean_control
+    if not mean or not math.isfinite(mean) or a.n < 2 or b.n < 2:
+        return None
+    if metric.kind == "mean":
+        sd = r.sd_control
+    elif metric.kind == "ratio":
+        sd = r.test.se * math.sqrt(a.n * b.n / (a.n + b.n)) if r.test.se else None
+    else:
+        sd = None
+    if metric.kind != "proportion" and not sd:
+        return None
+    try:
+        return minimum_detectable_effect(mean, a.n, b.n, opt.alpha, 0.8, sd=sd)
+    except ValueError:
+        return None
+
+
+def _verdict(
+    arm: str,
+    control: str,
+    metric: Metric,
+    metrics: list[MetricResult],
+    seq: SequentialSummary | None,
+    anytime: AnytimeSummary | None,
+    srm_flagged: bool,
+    mde: float | None,
+    opt: Options,
+) -> Verdict:
+    r = next(m for m in metrics if m.metric == metric.key)
+    t = r.test
+    test_name = TEST_NAMES[metric.kind]
+    if anytime is not None:
+        significant = anytime.rejected
+        basis = "anytime-valid confidence sequence (asymptotic), safe at any look"
+    elif opt.planned_days and seq and not seq.complete:
+        significant = seq.test.rejected
         basis = "group-sequential (O'Brien-Fleming spending), experiment still running"
     else:
-        significant = primary["significant"]
-        basis = "fixed-horizon Welch t-test, Holm-adjusted across metrics"
-    lift = t["lift"]
-    lift_txt = (
-        f"{lift:+.1%} (95% CI {t['lift_ci_low']:+.1%} … {t['lift_ci_high']:+.1%})"
-        if lift is not None and math.isfinite(lift)
-        else "n/a"
-    )
+        significant = r.significant
+        basis = f"fixed-horizon {test_name} on the decision metric at α = {opt.alpha:g}"
+        if r.p_adjusted != t.p_value:
+            basis += f", {opt.correction}-adjusted across arms"
+    label = metric.label.split(" (")[0]
+    lift_txt = _lift_text(t)
     if srm_flagged:
-        status, text = "invalid", "Sample ratio mismatch: do not trust these results"
-    elif significant and t["diff"] > 0:
-        status, text = "win", f"{comp['arm']} beats {comp['control']} on HitRate: {lift_txt}"
-    elif significant:
-        status, text = (
-            "loss",
-            f"{comp['arm']} is worse than {comp['control']} on HitRate: {lift_txt}",
+        return Verdict(
+            "invalid",
+            "Sample ratio mismatch: do not trust these results",
+            basis,
+            metric.key,
+            r.p_adjusted,
         )
+    if significant and t.diff > 0:
+        return Verdict(
+            "win", f"{arm} beats {control} on {label}: {lift_txt}", basis, metric.key, r.p_adjusted
+        )
+    if significant:
+        return Verdict(
+            "loss",
+            f"{arm} is worse than {control} on {label}: {lift_txt}",
+            basis,
+            metric.key,
+            r.p_adjusted,
+        )
+    extra = f"; detectable at 80% power: ±{mde:.1%}" if mde else ""
+    return Verdict(
+        "inconclusive",
+        f"No significant {label} difference: {lift_txt}{extra}",
+        basis,
+        metric.key,
+        r.p_adjusted,
+    )
+
+
+def _lift_text(t: Comparison) -> str:
+    if not math.isfinite(t.lift):
+        return "n/a"
+    if t.lift_ci_kind == "bounded":
+        ci = f"{t.lift_ci_low:+.1%} … {t.lift_ci_high:+.1%}"
+    elif t.lift_ci_kind == "exterior":
+        ci = f"below {t.lift_ci_low:+.1%} or above {t.lift_ci_high:+.1%}"
     else:
-        mde = comp.get("mde_primary")
-        extra = f"; detectable at 80% power: ±{mde:.1%}" if mde else ""
-        status, text = "inconclusive", f"No significant HitRate difference: {lift_txt}{extra}"
-    return {"status": status, "text": text, "basis": basis, "p_holm": primary["p_holm"]}
+        ci = "unbounded"
+    return f"{t.lift:+.1%} (CI {ci})"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from feedlab.storage.clock import naive_utc
+
+if TYPE_CHECKING:
+    from feedlab.analysis.online.results import Report
 
 FORMATS = ("table", "json", "html")
 
@@ -53,18 +58,34 @@ def analyze_command(
     bootstrap: int = typer.Option(
         1000, "--bootstrap", min=50, help="Poisson bootstrap replicates."
     ),
-    planned_users: int = typer.Option(
-        None, "--planned-users", min=1, help="Planned total users (sequential test horizon)."
+    planned_days: int = typer.Option(
+        None, "--planned-days", min=1, help="Planned duration (sequential test horizon)."
     ),
-    since: str = typer.Option(None, "--since", help="Only exposures at or after (ISO, UTC)."),
-    until: str = typer.Option(None, "--until", help="Only exposures before (ISO, UTC)."),
+    since: str = typer.Option(
+        None, "--from", "--since", help="Only exposures at or after (ISO, UTC)."
+    ),
+    until: str = typer.Option(None, "--to", "--until", help="Only exposures before (ISO, UTC)."),
     pool: bool = typer.Option(
         False, "--pool", help="Pool phases (refused unless their splits are identical)."
     ),
     cuped: bool = typer.Option(True, "--cuped/--no-cuped", help="CUPED with pre-period."),
+    correction: str = typer.Option(
+        "holm", "--correction", help="Secondary metrics: holm | bh (Benjamini-Hochberg)."
+    ),
+    cap: float = typer.Option(
+        None, "--cap", min=0.5, max=1.0, help="Winsorize per-user metrics at this quantile."
+    ),
+    new_users_only: bool = typer.Option(
+        False, "--new-users-only", help="Leave out users carried over from an earlier split."
+    ),
+    anytime: bool = typer.Option(
+        False, "--anytime", help="Decide on an anytime-valid confidence sequence."
+    ),
     plan: bool = typer.Option(False, "--plan", help="Plan an experiment instead of analysing."),
     baseline: float = typer.Option(None, "--baseline", help="--plan: baseline rate or mean."),
-    mde: float = typer.Option(0.05, "--mde", help="--plan: relative effect to detect."),
+    mde: float = typer.Option(
+        0.05, "--mde", help="--plan: relative lift to detect (0.05 = +5% of the baseline)."
+    ),
     power: float = typer.Option(0.8, "--power", help="--plan: wanted power."),
     sd: float = typer.Option(None, "--sd", help="--plan: sd of a mean metric (omit: rate)."),
     test_share: float = typer.Option(0.5, "--test-share", help="--plan: share in test arm."),
@@ -90,7 +111,7 @@ def analyze_command(
             planned = plan_interleaving(url, pilot, sd, delta, alpha, power, daily_users)
         except (LookupError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from exc
-        _emit_plan(planned, fmt, out)
+        _emit_mapping(planned, fmt, out)
         return
     if plan:
         _plan(baseline, mde, alpha, power, sd, test_share, daily_users, users, fmt, out)
@@ -99,21 +120,29 @@ def analyze_command(
         raise typer.BadParameter("EXPERIMENT is required (or use --plan)")
     from feedlab.analysis.online.analyze import Options, PoolingRefused, analyze
     from feedlab.analysis.online.interleaving import analyze_interleaving, is_interleaving
+    from feedlab.analysis.stats.multiple import CORRECTIONS
     from feedlab.storage.engine import make_engine
 
     from feedlab.settings import database_url
 
+    if correction not in CORRECTIONS:
+        raise typer.BadParameter(f"--correction: one of {', '.join(CORRECTIONS)}")
     options = Options(
         window_s=parse_duration(window),
         alpha=alpha,
         n_boot=bootstrap,
         cuped=cuped,
-        planned_users=planned_users,
-        since=_when(since, "--since"),
-        until=_when(until, "--until"),
+        planned_days=planned_days,
+        since=_when(since, "--from"),
+        until=_when(until, "--to"),
+        correction=correction,
+        cap=cap,
+        new_users_only=new_users_only,
+        anytime=anytime,
     )
     engine = make_engine(database_url(url))
     try:
+        report: Report | dict[str, Any]
         if is_interleaving(engine, experiment):
             report = analyze_interleaving(
                 engine, experiment, phase, window_s=options.window_s, alpha=alpha, n_boot=bootstrap
@@ -128,26 +157,28 @@ def analyze_command(
     _emit(report, fmt, out)
 
 
-def _emit(report: dict, fmt: str, out: Path | None) -> None:
-    interleaved = report.get("design") == "interleaving"
+def _emit(report: Report | dict[str, Any], fmt: str, out: Path | None) -> None:
+    """A/B reports are typed; interleaving reports are mappings with design "interleaving"."""
     if fmt == "table":
-        from feedlab.analysis.report.table import print_report
         from rich.console import Console
 
-        if interleaved:
-            from feedlab.analysis.report.interleaving import print_interleaving as print_report
+        console = Console(file=out.open("w", encoding="utf-8"), width=160) if out else None
+        if isinstance(report, dict):
+            from feedlab.analysis.report.interleaving import print_interleaving
 
-        if out:
-            with out.open("w", encoding="utf-8") as fh:
-                print_report(report, Console(file=fh, width=160))
+            print_interleaving(report, console)
         else:
-            print_report(report)
+            from feedlab.analysis.report.table import print_report
+
+            print_report(report, console)
+        if console is not None:
+            console.file.close()
         return
     if fmt == "json":
         from feedlab.analysis.report.serialize import to_json
 
         text = to_json(report)
-    elif interleaved:
+    elif isinstance(report, dict):
         from feedlab.analysis.report.interleaving import render_interleaving_html
 
         text = render_interleaving_html(report)
@@ -155,11 +186,27 @@ def _emit(report: dict, fmt: str, out: Path | None) -> None:
         from feedlab.analysis.report.html import render_html
 
         text = render_html(report)
+    _write(text, out)
+
+
+def _write(text: str, out: Path | None) -> None:
     if out:
         out.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {out}", err=True)
     else:
         typer.echo(text)
+
+
+def _emit_mapping(plan: dict[str, Any], fmt: str, out: Path | None) -> None:
+    """A plan given as a mapping (the interleaving design's) as a table or JSON."""
+    if fmt == "table":
+        from feedlab.analysis.report.table import print_mapping
+
+        print_mapping("experiment plan", plan)
+        return
+    from feedlab.analysis.report.serialize import to_json
+
+    _write(to_json(plan), out)
 
 
 def _plan(baseline, mde, alpha, power, sd, test_share, daily_users, users, fmt, out) -> None:
@@ -178,22 +225,12 @@ def _plan(baseline, mde, alpha, power, sd, test_share, daily_users, users, fmt, 
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    _emit_plan(p.as_dict(), fmt, out, detectable, {"mde_at_users": detectable, "users": users})
-
-
-def _emit_plan(
-    plan: dict, fmt: str, out: Path | None, mde: float | None = None, extra: dict | None = None
-) -> None:
-    """A plan as a table (with the MDE at the given users, if any) or as JSON."""
     if fmt == "table":
         from feedlab.analysis.report.table import print_plan
 
-        print_plan(plan, mde)
+        print_plan(p, detectable)
         return
-    from feedlab.analysis.report.serialize import to_json
+    from feedlab.analysis.report.serialize import clean
 
-    text = to_json(plan | (extra or {}))
-    if out:
-        out.write_text(text, encoding="utf-8")
-    else:
-        typer.echo(text)
+    result = clean(p) | {"mde_at_users": detectable, "users": users, "mde_is": "relative lift"}
+    _write(json.dumps(result, indent=2), out)

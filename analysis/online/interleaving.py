@@ -248,7 +248,9 @@ def plan_interleaving(
     if pilot is not None:
         from feedlab.storage.engine import make_engine
 
-        engine = make_engine(url)
+        from feedlab.settings import database_url
+
+        engine = make_engine(database_url(url))
         try:
             report = analyze_interleaving(engine, pilot, alpha=alpha, n_boot=50)
         finally:

@@ -1,10 +1,18 @@
-"""The metrics of a feedlab experiment and how each maps onto per-arm sufficient statistics."""
+"""The metrics of a feedlab experiment, and the one test each is judged by."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from feedlab.analysis.stats.moments import JointStats
+from feedlab.analysis.stats.frequentist import (
+    Comparison,
+    ratio_ztest,
+    two_proportion_ztest,
+    welch_ttest,
+)
+from feedlab.analysis.stats.moments import JointStats, MeanStats
+from feedlab.experiments.config import DEFAULT_DECISION_METRIC
 
 
 @dataclass(frozen=True)
@@ -12,30 +20,44 @@ class Metric:
     key: str
     label: str
     kind: str  # mean | ratio | proportion
-    column: str | None = None  # per-user column in the `pu` table (mean/proportion)
+    column: str  # per-user column in the `pu` table
 
 
 METRICS = (
     Metric("hitrate", "HitRate (hits / exposures, per user)", "mean", "hr"),
-    Metric("like_rate", "like-rate (likes / posts served, ratio)", "ratio"),
+    Metric("like_rate", "like-rate (likes / posts served, ratio)", "ratio", "liked"),
     Metric("like_rate_user", "like-rate (per-user mean)", "mean", "lr"),
     Metric("likes_per_user", "likes per user", "mean", "liked"),
     Metric("converted", "users with ≥1 hit", "proportion", "conv"),
 )
-PRIMARY = "hitrate"
+BY_KEY = {m.key: m for m in METRICS}
+DEFAULT = DEFAULT_DECISION_METRIC
+
+TEST_NAMES = {
+    "mean": "Welch t-test",
+    "ratio": "delta-method z-test",
+    "proportion": "two-proportion z-test (unpooled)",
+}
 
 
-def mean_stats(s: dict[str, float], column: str) -> JointStats:
-    """Metric (a) with its pre-period covariate (b) from the `arm_sums` of one arm."""
-    if column == "liked":
-        return JointStats(
-            s["n"], s["liked"], s["liked_pre"], s["liked_sq"], s["liked_pre_sq"], s["liked_x_pre"]
-        )
-    c = column
-    return JointStats(s["n"], s[c], s[f"{c}_pre"], s[f"{c}_sq"], s[f"{c}_pre_sq"], s[f"{c}_x_pre"])
+class Sums(Protocol):
+    """Per-arm sufficient statistics (ArmSums for the whole phase, LookSums for one look)."""
+
+    @property
+    def n(self) -> float: ...
+
+    @property
+    def conv(self) -> float: ...
+
+    def mean(self, column: str) -> MeanStats: ...
+
+    def ratio(self) -> JointStats: ...
 
 
-def ratio_stats(s: dict[str, float]) -> JointStats:
-    return JointStats(
-        s["n"], s["liked"], s["items_f"], s["liked_sq"], s["items_sq"], s["liked_items"]
-    )
+def metric_test(metric: Metric, a: Sums, b: Sums, alpha: float) -> Comparison:
+    """The test a metric is judged by, test arm b against control a."""
+    if metric.kind == "mean":
+        return welch_ttest(a.mean(metric.column), b.mean(metric.column), alpha)
+    if metric.kind == "ratio":
+        return ratio_ztest(a.ratio(), b.ratio(), alpha)
+    return two_proportion_ztest(a.conv, a.n, b.conv, b.n, alpha)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 import yaml
+from feedlab.analysis.online.results import ArmConfig
+from feedlab.experiments.config import DEFAULT_DECISION_METRIC
 from feedlab.storage.schema import experiment_configs
 from sqlalchemy import Connection, select
 
@@ -17,23 +19,18 @@ class PhaseConfig:
     experiment: str
     salt: str | None
     traffic: float | None
-    arms: tuple[tuple[str, float, str | None], ...]  # (name, weight, model), declared order
+    arms: tuple[ArmConfig, ...]  # declared order
     status: str | None
+    primary_metric: str
 
     @property
     def weights(self) -> dict[str, float]:
-        return {name: weight for name, weight, _ in self.arms}
+        return {a.name: a.weight for a in self.arms}
 
     @property
     def split_key(self) -> tuple:
         """What must be equal for two phases to be poolable: salt, traffic and the weights."""
-        return (self.salt, self.traffic, tuple((n, w) for n, w, _ in self.arms))
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["arms"] = [{"name": n, "weight": w, "model": m} for n, w, m in self.arms]
-        d["loaded_at"] = self.loaded_at.isoformat() if self.loaded_at else None
-        return d
+        return (self.salt, self.traffic, tuple((a.name, a.weight) for a in self.arms))
 
 
 def _experiment_dict(text: str, experiment: str, version: str) -> dict:
@@ -62,7 +59,7 @@ def load_phase_config(conn: Connection, experiment: str, version: str) -> PhaseC
     arms = []
     for i, arm in enumerate(exp.get("arms") or []):
         try:
-            arms.append((str(arm["name"]), float(arm["weight"]), arm.get("model")))
+            arms.append(ArmConfig(str(arm["name"]), float(arm["weight"]), arm.get("model")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"config {version}: experiments.{experiment}.arms[{i}]: {exc}"
@@ -77,4 +74,5 @@ def load_phase_config(conn: Connection, experiment: str, version: str) -> PhaseC
         None if exp.get("traffic") is None else float(exp["traffic"]),
         tuple(arms),
         exp.get("status"),
+        str(exp.get("primary_metric") or DEFAULT_DECISION_METRIC),
     )

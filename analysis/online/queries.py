@@ -1,31 +1,39 @@
 """SQL for the online analysis (SQLAlchemy Core, identical on SQLite and PostgreSQL).
 
-The database does the heavy work in three steps, each materialised in a temporary table of
-the caller's connection:
-1. `ud`: one row per (arm, user, day) with exposures, posts served, hit exposures and liked
-   served posts. A served post is liked when the user liked it in [ts, ts + window) after the
-   exposure; the join starts from likes (few) and probes exposure_items by (user_id, post_id).
-2. `pu`: one row per (arm, user) with the per-user metrics and their pre-period values
-   (same metrics over the same users' exposures in the window of equal length before the
-   phase start, any experiment), the CUPED covariates.
-3. Per-arm sufficient statistics, mid-rank sums for Mann-Whitney, daily increments for the
-   cumulative effect, exposure-level guardrails: small result sets read by analysis.stats.
+The database does the heavy work, each step materialised in a temporary table of the caller's
+connection:
+1. `cr`: the credited likes. Each like is credited once, to the latest non-QA exposure that
+   served that post to that user at or before the like, if that exposure is less than the
+   attribution window before it: one row per credited (exposure, post) with its first like.
+2. `ud`: one row per (arm, user, day) with exposures, posts served, hit exposures and liked
+   served posts by the exposure's day, and the same hits and likes by the day they became
+   known (the looks of the sequential test see only those).
+3. `pu`: one row per (arm, user) with the per-user metrics and the CUPED covariates: the same
+   metrics over the user's exposures in the pre-period (which ends at the experiment's first
+   exposure) and whether the user has any.
+4. Per-arm sufficient statistics, mid-rank sums for Mann-Whitney, per-day sums, exposure-level
+   guardrails: small typed results read by analysis.stats.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
+from feedlab.analysis.online.results import ArmSums, BucketSums, CovariateSums, Guardrail, LookSums
 from feedlab.analysis.online.sqlfuncs import add_seconds, day_of, json_length
 from feedlab.storage.schema import LIKE, exposure_items, exposures, feed
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ColumnElement,
     Connection,
+    DateTime,
     Float,
     FromClause,
     Integer,
@@ -36,6 +44,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    delete,
     distinct,
     func,
     literal,
@@ -43,54 +52,158 @@ from sqlalchemy import (
     select,
     text,
     union_all,
+    update,
 )
 from sqlalchemy.exc import DBAPIError
+
+COUNTS = ("n_exp", "n_items", "hits", "liked")
+SEEN = ("hits_seen", "liked_seen")
+CARRIED = ("experiment", "config_version", "qa", "exp_group", "user_id", "ts")
+"""Exposure columns copied onto each credited like, so later steps never go back to the
+exposures table for the few liked exposures (a hash join there would scan all of them)."""
+CAPPED = ("hr", "lr", "liked")
+"""Per-user columns `--cap` winsorizes (the ratio metric's denominator, posts served, is not:
+the system decides it, not the user)."""
 
 
 @dataclass(frozen=True)
 class Selection:
     """Which exposures form the analysed sample: one experiment, one or more config versions
-    (more than one only when pooling was explicitly allowed), an optional time range."""
+    (more than one only when pooling was explicitly allowed), an optional time range. QA
+    exposures are never part of it."""
 
     experiment: str
     versions: tuple[str, ...]
     since: datetime | None = None
     until: datetime | None = None
+    active_until: datetime | None = None
+    """When the experiment's next config (or segment) started: this phase's exposures from
+    then on were served outside its active time (e.g. by a worker still on the old config)
+    and are left out of the sample."""
 
-    def condition(self) -> ColumnElement[bool]:
-        e = exposures.c
-        cond = and_(e.experiment == self.experiment, e.config_version.in_(self.versions))
-        if self.since is not None:
-            cond = and_(cond, e.ts >= self.since)
-        if self.until is not None:
-            cond = and_(cond, e.ts < self.until)
-        return cond
+    def condition(
+        self, qa: bool = False, late: bool = False, on: FromClause = exposures
+    ) -> ColumnElement[bool]:
+        """The sample, or its QA exposures, or (late) its exposures outside active time; `on`
+        a table with the exposures' columns (the credited likes carry them)."""
+        e = on.c
+        cond = and_(
+            e.experiment == self.experiment,
+            e.config_version.in_(self.versions),
+            e.qa.is_(True) if qa else e.qa.is_(False),
+        )
+        if self.active_until is not None:
+            cond = and_(cond, e.ts >= self.active_until if late else e.ts < self.active_until)
+        return _range(cond, self.since, self.until, on)
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """One config version's analysed exposures (QA excluded) inside the range."""
+
+    config_version: str
+    start: datetime
+    end: datetime
+    exposures: int
+    qa_exposures: int
+
+
+def sample_span(conn: Connection, sel: Selection) -> tuple[datetime, datetime, int]:
+    """First and last exposure of the sample, and how many exposures it has."""
+    e = exposures.c
+    q = select(func.min(e.ts), func.max(e.ts), func.count()).where(sel.condition())
+    lo, hi, n = conn.execute(q).one()
+    return lo, hi, int(n)
 
 
 def _f(x: ColumnElement) -> ColumnElement:
     return cast(x, Float)
 
 
-def list_phases(conn: Connection, experiment: str, since=None, until=None) -> list[dict]:
-    """Config versions seen for the experiment, in order of first exposure."""
-    e = exposures.c
-    cond = e.experiment == experiment
+def _range(
+    cond: ColumnElement[bool],
+    since: datetime | None,
+    until: datetime | None,
+    on: FromClause = exposures,
+) -> ColumnElement[bool]:
+    e = on.c
     if since is not None:
         cond = and_(cond, e.ts >= since)
     if until is not None:
         cond = and_(cond, e.ts < until)
+    return cond
+
+
+def list_phases(
+    conn: Connection, experiment: str, since: datetime | None = None, until: datetime | None = None
+) -> list[PhaseSpan]:
+    """Config versions seen for the experiment (non-QA exposures), in order of first
+    exposure, with their QA exposures counted in the same scan."""
+    e = exposures.c
+    cond = _range(e.experiment == experiment, since, until)
+    real = e.qa.is_(False)
     q = (
         select(
             e.config_version,
-            func.min(e.ts).label("start"),
-            func.max(e.ts).label("end"),
-            func.count().label("exposures"),
+            func.min(case((real, e.ts))),
+            func.max(case((real, e.ts))),
+            func.sum(case((real, 1), else_=0)),
+            func.sum(case((real, 0), else_=1)),
         )
         .where(cond)
         .group_by(e.config_version)
-        .order_by(func.min(e.ts))
+        .order_by(func.min(case((real, e.ts))))
     )
-    return [dict(r._mapping) for r in conn.execute(q)]
+    return [PhaseSpan(v, lo, hi, int(n), int(qa)) for v, lo, hi, n, qa in conn.execute(q) if n]
+
+
+def segment_starts(
+    conn: Connection,
+    experiment: str,
+    version: str,
+    returns: Sequence[datetime],
+    since: datetime | None,
+    until: datetime | None,
+) -> list[datetime]:
+    """For each moment another config stopped running (`returns`), the first exposure of
+    `version` after it: where the version came back, i.e. a new segment starts."""
+    e = exposures.c
+    cond = _range(
+        and_(e.experiment == experiment, e.config_version == version, e.qa.is_(False)),
+        since,
+        until,
+    )
+    starts: list[datetime] = []
+    for moment in returns:
+        ts = conn.execute(select(func.min(e.ts)).where(cond, e.ts > moment)).scalar_one()
+        if ts is not None and (not starts or ts > starts[-1]):
+            starts.append(ts)
+    return starts
+
+
+def first_exposure(conn: Connection, experiment: str) -> datetime | None:
+    """The experiment's first analysed exposure in any phase (range ignored): the pre-period
+    for CUPED ends here, so it never contains an analysed exposure of the experiment (QA
+    exposures are never analysed, so they move nothing)."""
+    e = exposures.c
+    cond = and_(e.experiment == experiment, e.qa.is_(False))
+    return conn.execute(select(func.min(e.ts)).where(cond)).scalar_one()
+
+
+def count_exposures(conn: Connection, cond: ColumnElement[bool]) -> int:
+    return int(conn.execute(select(func.count()).where(cond)).scalar_one())
+
+
+def carried_over(
+    ws: Workspace, experiment: str, earlier: Sequence[str], before: datetime
+) -> ColumnElement[bool]:
+    """Condition on ud.user_id: the user has an exposure of `experiment` under one of the
+    `earlier` versions (a different split) before `before`."""
+    e = exposures.c
+    prior = select(e.user_id).where(
+        e.experiment == experiment, e.config_version.in_(list(earlier)), e.ts < before
+    )
+    return ws.ud.c.user_id.in_(prior)
 
 
 def likes_on_served() -> FromClause:
@@ -115,41 +228,50 @@ def liked_within(lo: datetime, hi: datetime, window_s: float) -> list[ColumnElem
     ]
 
 
-def _exposure_sums(
-    cond: ColumnElement[bool],
-    keys: Sequence[ColumnElement],
-    lo: datetime,
-    hi: datetime,
-    window_s: float,
+def _credited(
+    like_lo: datetime, like_hi: datetime, window_s: float, exposure_lo: datetime
 ) -> Select:
-    """Per-key sums over the exposures matching `cond` (served in [lo, hi]): exposures, posts
-    served, hit exposures and liked served posts (the user liked it in [ts, ts + window)).
+    """Credited (request_id, post_id, first like) for the likes in [like_lo, like_hi).
 
-    One hash aggregate over the exposures (one row each) UNION ALL the few liked exposures.
-    Those start from the likes in the span, probe exposure_items(user_id, post_id, ts) and
-    look the exposure up by primary key: a few hundred thousand index lookups at 10M
-    exposures, where joining every exposure to the liked ones would probe all 10M."""
-    e, i = exposures.c, exposure_items.c
-    named = [k.label(f"k{n}") for n, k in enumerate(keys)]
-    zero = literal(0)
-    served = select(
-        *named,
-        literal(1).label("n_exp"),
-        json_length(e.post_ids).label("n_items"),
-        zero.label("hits"),
-        zero.label("liked"),
-    ).where(cond)
-    liked = (
-        select(*named, zero, zero, literal(1), func.count(distinct(i.position)))
-        .select_from(likes_on_served())
-        .where(cond, i.ts >= lo, i.ts <= hi, *liked_within(lo, hi, window_s))
-        .group_by(e.request_id, *keys)
+    Starts from the likes (few), probes exposure_items(user_id, post_id, ts) for the served
+    items in the window before each like, keeps the latest (ties: the larger request id) and
+    only then drops QA exposures, so a QA request that re-served a post takes its credit
+    away from the analysis rather than handing it to an older exposure."""
+    e, i, f = exposures.c, exposure_items.c, feed.c
+    ranked = (
+        select(
+            i.request_id,
+            i.post_id,
+            f.timestamp.label("like_ts"),
+            func.row_number()
+            .over(partition_by=f.id, order_by=(i.ts.desc(), i.request_id.desc()))
+            .label("rn"),
+        )
+        .select_from(
+            feed.join(exposure_items, and_(i.user_id == f.user_id, i.post_id == f.post_id))
+        )
+        .where(
+            f.action == LIKE,
+            f.timestamp >= like_lo,
+            f.timestamp < like_hi,
+            i.ts >= exposure_lo,
+            i.ts <= f.timestamp,
+            add_seconds(i.ts, literal(window_s)) > f.timestamp,
+        )
+        .subquery("ranked")
     )
-    rows = union_all(served, liked).subquery("rows")
-    group = [rows.c[f"k{n}"] for n in range(len(keys))]
-    return select(
-        *group, *[func.sum(rows.c[c]).label(c) for c in ("n_exp", "n_items", "hits", "liked")]
-    ).group_by(*group)
+    r = ranked.c
+    latest = (
+        select(r.request_id, r.post_id, func.min(r.like_ts).label("first_like"))
+        .where(r.rn == 1)
+        .group_by(r.request_id, r.post_id)
+        .subquery("latest")
+    )
+    return (
+        select(latest.c.request_id, latest.c.post_id, latest.c.first_like, *(e[c] for c in CARRIED))
+        .select_from(latest.join(exposures, e.request_id == latest.c.request_id))
+        .where(e.qa.is_(False))
+    )
 
 
 def tune_session(conn: Connection, work_mem: str = "512MB", temp_buffers: str = "1GB") -> None:
@@ -158,8 +280,7 @@ def tune_session(conn: Connection, work_mem: str = "512MB", temp_buffers: str = 
     spilling to disk (temp_buffers must be set before the session's first temporary table).
 
     Memoize is off: the only nested loop probes exposure_items once per like, keyed by the
-    like's (user, post, timestamp), which never repeats, so a cache would only cost time
-    (about 1 s CPU per 400k likes)."""
+    like's (user, post, timestamp), which never repeats, so a cache would only cost time."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT set_config('work_mem', :v, false)"), {"v": work_mem})
         conn.execute(text("SELECT set_config('temp_buffers', :v, false)"), {"v": temp_buffers})
@@ -195,143 +316,242 @@ def _analyze_temp(conn: Connection, table: Table) -> None:
         conn.execute(text(f'ANALYZE "{table.name}"'))
 
 
+def _temp(meta: MetaData, name: str, *columns: Column) -> Table:
+    return Table(f"fl_{name}_{uuid.uuid4().hex[:8]}", meta, *columns, prefixes=["TEMPORARY"])
+
+
+def _credited_columns() -> list[Column]:
+    return [
+        Column("request_id", String(36)),
+        Column("post_id", BigInteger),
+        Column("first_like", DateTime),
+        Column("experiment", String(128)),
+        Column("config_version", String(64)),
+        Column("qa", Boolean),
+        Column("exp_group", String(64)),
+        Column("user_id", BigInteger),
+        Column("ts", DateTime),
+    ]
+
+
+def _clamped_day(ts: ColumnElement, last_day: int) -> ColumnElement:
+    """The day a like became known, the last look's day at most (that look also sees likes
+    arriving within the attribution window after the last exposure)."""
+    return case((day_of(ts) > last_day, literal(last_day)), else_=day_of(ts))
+
+
 class Workspace:
-    """Temporary per-user tables of one analysis on one connection (dropped on close)."""
+    """Temporary tables of one analysis on one connection (dropped on close)."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
         self.meta = MetaData()
-        tag = uuid.uuid4().hex[:8]
         # int4 counts per user-day: PostgreSQL sums int4 into bigint, but bigint into NUMERIC
-        counts = [Column(c, Integer) for c in ("n_exp", "n_items", "hits", "liked")]
-        self.ud = Table(
-            f"fl_ud_{tag}",
+        counts = [Column(c, Integer) for c in (*COUNTS, *SEEN)]
+        self.cr = _temp(self.meta, "cr", *_credited_columns())
+        self.pre_cr = _temp(self.meta, "pcr", *_credited_columns())
+        self.ud = _temp(
             self.meta,
+            "ud",
             Column("exp_group", String(64)),
             Column("user_id", BigInteger),
             Column("day", Integer),
             *counts,
-            prefixes=["TEMPORARY"],
         )
-        self.pre = Table(
-            f"fl_pre_{tag}",
+        self.pre = _temp(
             self.meta,
+            "pre",
             Column("user_id", BigInteger),
-            *[Column(c.name, BigInteger) for c in counts],
-            prefixes=["TEMPORARY"],
+            *[Column(c, BigInteger) for c in COUNTS],
         )
-        self.pu = Table(
-            f"fl_pu_{tag}",
+        self.pu = _temp(
             self.meta,
+            "pu",
             Column("exp_group", String(64)),
             Column("user_id", BigInteger),
-            *[Column(c.name, BigInteger) for c in counts],
+            *[Column(c, BigInteger) for c in COUNTS],
             Column("hr", Float),
             Column("lr", Float),
             Column("conv", Integer),
+            Column("has_pre", Integer),
             Column("pre_hr", Float),
             Column("pre_lr", Float),
             Column("pre_liked", Float),
-            prefixes=["TEMPORARY"],
         )
 
     def close(self) -> None:
         self.meta.drop_all(self.conn, checkfirst=True)
 
-    def build(
-        self,
-        sel: Selection,
-        lo: datetime,
-        hi: datetime,
-        window_s: float,
-        pre: tuple[datetime, datetime] | None,
-    ) -> None:
-        """Fill `ud` and `pu` for the selection; lo/hi bound its exposure timestamps."""
-        self.meta.create_all(self.conn)
-        e = exposures.c
-        keys = [e.exp_group, e.user_id, day_of(e.ts)]
-        self._fill(self.ud, _exposure_sums(sel.condition(), keys, lo, hi, window_s))
+    def _fill(self, table: Table, query: Select) -> None:
+        self.conn.execute(table.insert().from_select([c.name for c in table.c], query))
+        _analyze_temp(self.conn, table)
 
+    def build_user_days(
+        self, sel: Selection, lo: datetime, hi: datetime, window_s: float, last_day: int
+    ) -> None:
+        """Fill `cr` and `ud` for the selection; lo/hi bound its exposure timestamps."""
+        self.meta.create_all(self.conn)
+        w = timedelta(seconds=window_s)
+        self._fill(self.cr, _credited(lo, hi + w, window_s, lo - w))
+        e, c = exposures.c, self.cr.c
+        zero, one = literal(0), literal(1)
+        served = select(
+            e.exp_group,
+            e.user_id,
+            day_of(e.ts).label("day"),
+            one.label("n_exp"),
+            json_length(e.post_ids).label("n_items"),
+            *(zero.label(k) for k in ("hits", "liked", *SEEN)),
+        ).where(sel.condition())
+        credited = sel.condition(on=self.cr)
+        per_exposure = (
+            select(
+                c.exp_group,
+                c.user_id,
+                day_of(c.ts).label("day"),
+                func.count().label("liked"),
+                _clamped_day(func.min(c.first_like), last_day).label("seen_day"),
+            )
+            .where(credited)
+            .group_by(c.request_id, c.exp_group, c.user_id, c.ts)
+        ).subquery("per_exposure")
+        p = per_exposure.c
+        # a hit by the exposure's day; known on the day of its first credited like
+        hit_exposure = select(p.exp_group, p.user_id, p.day, zero, zero, one, p.liked, zero, zero)
+        hit_seen = select(p.exp_group, p.user_id, p.seen_day, zero, zero, zero, zero, one, zero)
+        liked_seen = select(
+            c.exp_group,
+            c.user_id,
+            _clamped_day(c.first_like, last_day),
+            zero,
+            zero,
+            zero,
+            zero,
+            zero,
+            one,
+        ).where(credited)
+        rows = union_all(served, hit_exposure, hit_seen, liked_seen).subquery("rows")
+        r = rows.c
+        key = [r.exp_group, r.user_id, r.day]
+        self._fill(
+            self.ud,
+            select(*key, *(func.sum(r[k]) for k in (*COUNTS, *SEEN))).group_by(*key),
+        )
+
+    def users_where(self, condition: ColumnElement[bool], drop: bool) -> int:
+        """How many users match `condition` (on ud.user_id); with `drop` they also leave the
+        sample."""
+        u = self.ud.c
+        n = self.conn.execute(select(func.count(distinct(u.user_id))).where(condition)).scalar()
+        if n and drop:
+            self.conn.execute(delete(self.ud).where(condition))
+        return int(n or 0)
+
+    def multi_arm_condition(self) -> ColumnElement[bool]:
+        u = self.ud.c
+        multi = select(u.user_id).group_by(u.user_id).having(func.count(distinct(u.exp_group)) > 1)
+        return u.user_id.in_(multi)
+
+    def build_users(self, window_s: float, pre: tuple[datetime, datetime] | None) -> None:
+        """Fill `pu` from `ud`, with the pre-period covariates when there is a pre-period."""
         u = self.ud.c
         agg = (
-            select(
-                u.exp_group,
-                u.user_id,
-                *[func.sum(u[c]).label(c) for c in ("n_exp", "n_items", "hits", "liked")],
-            )
+            select(u.exp_group, u.user_id, *[func.sum(u[c]).label(c) for c in COUNTS])
             .group_by(u.exp_group, u.user_id)
             .subquery("agg")
         )
+        src: FromClause = agg
+        has_pre: ColumnElement = literal(0)
+        pre_hr: ColumnElement = literal(0.0, Float)
+        pre_lr: ColumnElement = pre_hr
+        pre_liked: ColumnElement = pre_hr
         if pre is not None:
-            # every user's pre-period sums: the left join below keeps the experiment's users,
-            # which is cheaper than filtering the scan on them
-            pre_cond = and_(e.ts >= pre[0], e.ts < pre[1])
-            self._fill(self.pre, _exposure_sums(pre_cond, [e.user_id], *pre, window_s))
-            pre_q = self.pre
-            src = agg.outerjoin(pre_q, pre_q.c.user_id == agg.c.user_id)
-            pre_hr = case((pre_q.c.n_exp > 0, _f(pre_q.c.hits) / pre_q.c.n_exp), else_=0.0)
-            pre_lr = case((pre_q.c.n_items > 0, _f(pre_q.c.liked) / pre_q.c.n_items), else_=0.0)
-            pre_liked = _f(func.coalesce(pre_q.c.liked, 0))
-        else:
-            src = agg
-            pre_hr = pre_lr = pre_liked = literal(0.0, Float)
+            w = timedelta(seconds=window_s)
+            self._fill(self.pre_cr, _credited(pre[0], pre[1], window_s, pre[0] - w))
+            self._fill(self.pre, _exposure_sums(self.pre_cr, pre))
+            q = self.pre.c
+            src = agg.outerjoin(self.pre, q.user_id == agg.c.user_id)
+            has = q.n_exp > 0
+            has_pre = case((has, 1), else_=0)
+            pre_hr = case((has, _f(q.hits) / _f(q.n_exp)), else_=0.0)
+            pre_lr = case((q.n_items > 0, _f(q.liked) / _f(q.n_items)), else_=0.0)
+            pre_liked = _f(func.coalesce(q.liked, 0))
         a = agg.c
         pu_q = select(
             a.exp_group,
             a.user_id,
-            a.n_exp,
-            a.n_items,
-            a.hits,
-            a.liked,
-            _f(a.hits) / a.n_exp,
-            case((a.n_items > 0, _f(a.liked) / a.n_items), else_=0.0),
+            *(a[c] for c in COUNTS),
+            _f(a.hits) / _f(a.n_exp),
+            case((a.n_items > 0, _f(a.liked) / _f(a.n_items)), else_=0.0),
             case((a.hits > 0, 1), else_=0),
+            has_pre,
             pre_hr,
             pre_lr,
             pre_liked,
         ).select_from(src)
         self._fill(self.pu, pu_q)
 
-    def _fill(self, table: Table, query: Select) -> None:
-        self.conn.execute(table.insert().from_select([c.name for c in table.c], query))
-        _analyze_temp(self.conn, table)
+    def cap(self, quantile: float) -> tuple[dict[str, float], dict[str, int]]:
+        """Winsorize each per-user column of CAPPED at its nearest-rank `quantile` over both
+        arms; returns the caps and how many users each one cut."""
+        p = self.pu.c
+        n = int(self.conn.execute(select(func.count()).select_from(self.pu)).scalar_one())
+        caps: dict[str, float] = {}
+        cut: dict[str, int] = {}
+        if n == 0:
+            return caps, cut
+        rank = max(math.ceil(quantile * n), 1)
+        for col in CAPPED:
+            value = self.conn.execute(
+                select(p[col]).order_by(p[col]).limit(1).offset(rank - 1)
+            ).scalar_one()
+            over = p[col] > value
+            cut[col] = int(self.conn.execute(select(func.count()).where(over)).scalar_one())
+            caps[col] = float(value)
+            self.conn.execute(update(self.pu).where(over).values({col: value}))
+        return caps, cut
 
     # -- per-arm sufficient statistics -------------------------------------------------
 
-    def arm_sums(self) -> dict[str, dict[str, float]]:
+    def arm_sums(self) -> dict[str, ArmSums]:
         """Per arm: n users and the sums, squares and cross-products every test needs."""
         p = self.pu.c
-        cols = {
-            "n": func.count(),
-            "conv": func.sum(p.conv),
-            "liked": func.sum(_f(p.liked)),
-            "liked_sq": func.sum(_f(p.liked) * p.liked),
-            "items_f": func.sum(_f(p.n_items)),
-            "items_sq": func.sum(_f(p.n_items) * p.n_items),
-            "liked_items": func.sum(_f(p.liked) * p.n_items),
-        }
-        for m, x in (("hr", p.pre_hr), ("lr", p.pre_lr), ("liked", p.pre_liked)):
-            y = _f(p[m])
-            if m != "liked":
-                cols[m] = func.sum(y)
-                cols[f"{m}_sq"] = func.sum(y * y)
-            cols[f"{m}_pre"] = func.sum(x)
-            cols[f"{m}_pre_sq"] = func.sum(x * x)
-            cols[f"{m}_x_pre"] = func.sum(y * x)
-        q = select(p.exp_group, *[c.label(k) for k, c in cols.items()]).group_by(p.exp_group)
+        d = _f(p.has_pre)
+        cols: list[ColumnElement] = [
+            func.count(),
+            func.sum(d),
+            func.sum(_f(p.conv)),
+            func.sum(_f(p.n_items)),
+            func.sum(_f(p.n_items) * p.n_items),
+            func.sum(_f(p.liked) * p.n_items),
+        ]
+        for y, x in ((p.hr, p.pre_hr), (p.lr, p.pre_lr), (_f(p.liked), p.pre_liked)):
+            y = _f(y)
+            cols += [
+                func.sum(y),
+                func.sum(y * y),
+                func.sum(x),
+                func.sum(x * x),
+                func.sum(x * d),
+                func.sum(y * x),
+                func.sum(y * d),
+            ]
         out = {}
-        for row in self.conn.execute(q):
-            d = dict(row._mapping)
-            group = d.pop("exp_group")
-            out[group] = {k: float(v or 0) for k, v in d.items()}
+        for row in self.conn.execute(select(p.exp_group, *cols).group_by(p.exp_group)):
+            v = [float(x or 0) for x in row[1:]]
+            n, has_pre, conv, items, items_sq, liked_items = v[:6]
+            out[row[0]] = ArmSums(
+                n,
+                has_pre,
+                conv,
+                items,
+                items_sq,
+                liked_items,
+                CovariateSums(*v[6:13]),
+                CovariateSums(*v[13:20]),
+                CovariateSums(*v[20:27]),
+            )
         return out
-
-    def users_in_several_arms(self) -> int:
-        p = self.pu.c
-        sub = (
-            select(p.user_id).group_by(p.user_id).having(func.count(distinct(p.exp_group)) > 1)
-        ).subquery()
-        return int(self.conn.execute(select(func.count()).select_from(sub)).scalar_one())
 
     def rank_sums(self, column: str, control: str, arm: str) -> tuple[float, float]:
         """Mann-Whitney inputs without moving per-user values: the mid-rank sum of `control`
@@ -339,13 +559,17 @@ class Workspace:
         p = self.pu.c
         v = p[column]
         pair = p.exp_group.in_([control, arm])
-        ranked = select(
-            p.exp_group,
-            (
-                _f(func.rank().over(order_by=v)) + (_f(func.count().over(partition_by=v)) - 1) / 2.0
-            ).label("r"),
-        ).where(pair)
-        ranked = ranked.subquery()
+        ranked = (
+            select(
+                p.exp_group,
+                (
+                    _f(func.rank().over(order_by=v))
+                    + (_f(func.count().over(partition_by=v)) - 1) / 2.0
+                ).label("r"),
+            )
+            .where(pair)
+            .subquery()
+        )
         rank_sum = self.conn.execute(
             select(func.sum(ranked.c.r)).where(ranked.c.exp_group == control)
         ).scalar_one()
@@ -355,7 +579,7 @@ class Workspace:
         ).scalar_one()
         return float(rank_sum or 0), float(tie_term or 0)
 
-    def bucket_sums(self, arm: str, buckets: int) -> list[tuple]:
+    def bucket_sums(self, arm: str, buckets: int) -> BucketSums:
         """Per user bucket (user_id mod `buckets`) of one arm: users and the sums of hr, lr,
         liked and n_items. Users are independent, so the bucket sums are too, and a Poisson
         bootstrap over buckets estimates the same sampling distribution as one over users
@@ -375,44 +599,107 @@ class Workspace:
             .group_by(b)
             .order_by(b)
         )
-        return [tuple(row) for row in self.conn.execute(q)]
+        cols = np.array(self.conn.execute(q).all(), dtype=float).reshape(-1, 5).T
+        return BucketSums(*cols)
 
-    def daily_increments(self, moments: dict[str, Callable[[dict], ColumnElement]]) -> list[dict]:
-        """Per (arm, day): the increments of each per-user moment when the user's cumulative
-        sums move from their previous active day to this one; summed over days in Python
-        they give the sufficient statistics of the experiment as it stood at each day's end."""
+    def look_sums(self, days: Callable[[int], str]) -> list[tuple[str, LookSums]]:
+        """Per (arm, day): each arm's sufficient statistics as they stood at that day's end,
+        from the exposures served and the likes made by then. SQL gives the increments of
+        each per-user moment when the user's cumulative sums move from their previous row to
+        this day's; Python adds them up day by day."""
         u = self.ud.c
-        sums = ("n_exp", "n_items", "hits", "liked")
+        sums = ("n_exp", "n_items", *SEEN)
         # user_id first: the sort then rarely compares the (collation-aware) arm names
-        w = {"partition_by": [u.user_id, u.exp_group], "order_by": u.day, "rows": (None, 0)}
+        part, rows = [u.user_id, u.exp_group], (None, 0)
         cum = select(
             u.exp_group,
             u.day,
             *[u[c] for c in sums],
             # float sums: exact for counts below 2**53, and PostgreSQL's sum(bigint) would
             # otherwise be NUMERIC, making every moment expression below slow decimal math
-            *[func.sum(_f(u[c])).over(**w).label(f"cum_{c}") for c in sums],
+            *[
+                func.sum(_f(u[c]))
+                .over(partition_by=part, order_by=u.day, rows=rows)
+                .label(f"cum_{c}")
+                for c in sums
+            ],
         ).subquery("cum")
         g = cum.c
-        # one window pass: the previous cumulative sums are the current ones minus this day
         cur = {s: g[f"cum_{s}"] for s in sums}
         prev = {s: g[f"cum_{s}"] - g[s] for s in sums}
         first = g.cum_n_exp == g.n_exp
-        cols = [func.sum(case((first, 1), else_=0)).label("n")]
-        for name, expr in moments.items():
-            d = expr(cur) - case((first, 0.0), else_=expr(prev))
-            cols.append(func.sum(d).label(name))
+        cols = [func.sum(case((first, 1), else_=0))]
+        for expr in _MOMENTS.values():
+            cols.append(func.sum(expr(cur) - case((first, 0.0), else_=expr(prev))))
+        q = select(g.exp_group, g.day, *cols).group_by(g.exp_group, g.day).order_by(g.day)
+        running: dict[str, np.ndarray] = {}
+        out = []
+        for row in self.conn.execute(q):
+            acc = running.setdefault(row[0], np.zeros(len(cols)))
+            acc += np.array([float(x or 0) for x in row[2:]])
+            out.append((row[0], LookSums(days(int(row[1])), *acc.tolist())))
+        return out
+
+    def day_sums(self, days: Callable[[int], str]) -> list[tuple[str, LookSums]]:
+        """Per (arm, day): the sufficient statistics of that day's exposures alone (each
+        active user's metrics over the day; hits and likes as finally attributed)."""
+        u = self.ud.c
+        cur = {"n_exp": u.n_exp, "n_items": u.n_items, "hits_seen": u.hits, "liked_seen": u.liked}
+        cols = [func.count(), *(func.sum(expr(cur)) for expr in _MOMENTS.values())]
         q = (
-            select(g.exp_group, g.day, *cols)
-            .group_by(g.exp_group, g.day)
-            .order_by(g.day, g.exp_group)
+            select(u.exp_group, u.day, *cols)
+            .where(u.n_exp > 0)
+            .group_by(u.exp_group, u.day)
+            .order_by(u.day)
         )
-        return [dict(r._mapping) for r in self.conn.execute(q)]
+        return [
+            (row[0], LookSums(days(int(row[1])), *(float(x or 0) for x in row[2:])))
+            for row in self.conn.execute(q)
+        ]
 
 
-def guardrails(
-    conn: Connection, sel: Selection, arms: Sequence[str]
-) -> dict[str, dict[str, float | None]]:
+def _hr(c: dict) -> ColumnElement:
+    return _f(c["hits_seen"]) / _f(c["n_exp"])
+
+
+def _lr(c: dict) -> ColumnElement:
+    return case((c["n_items"] > 0, _f(c["liked_seen"]) / _f(c["n_items"])), else_=0.0)
+
+
+_MOMENTS: dict[str, Callable[[dict], ColumnElement]] = {
+    "hr": _hr,
+    "hr_sq": lambda c: _hr(c) * _hr(c),
+    "lr": _lr,
+    "lr_sq": lambda c: _lr(c) * _lr(c),
+    "liked": lambda c: _f(c["liked_seen"]),
+    "liked_sq": lambda c: _f(c["liked_seen"]) * c["liked_seen"],
+    "items": lambda c: _f(c["n_items"]),
+    "items_sq": lambda c: _f(c["n_items"]) * c["n_items"],
+    "liked_items": lambda c: _f(c["liked_seen"]) * c["n_items"],
+    "conv": lambda c: case((c["hits_seen"] > 0, 1.0), else_=0.0),
+}
+"""Per-user moments of LookSums, in its field order, over a user's (cumulative) counts."""
+
+
+def _exposure_sums(credited: Table, pre: tuple[datetime, datetime]) -> Select:
+    """Per-user exposures, posts served, hit exposures and liked served posts over every
+    non-QA exposure in the pre-period (any experiment), with its credited likes."""
+    e, c = exposures.c, credited.c
+    zero, one = literal(0), literal(1)
+    served = select(e.user_id, one, json_length(e.post_ids), zero, zero).where(
+        e.ts >= pre[0], e.ts < pre[1], e.qa.is_(False)
+    )
+    liked = (
+        select(c.user_id, zero, zero, one, func.count())
+        .where(c.ts >= pre[0], c.ts < pre[1])
+        .group_by(c.request_id, c.user_id)
+    )
+    rows = union_all(served, liked).subquery("rows")
+    r = list(rows.c)
+    return select(r[0], *(func.sum(x) for x in r[1:])).group_by(r[0])
+
+
+def guardrails(conn: Connection, sel: Selection, arms: Sequence[str]) -> dict[str, Guardrail]:
     """Exposure-level guardrails per arm: count, fallback rate (the gateway's error signal:
     a failed arm model is served a fallback list), latency mean and nearest-rank p50/p95
     (the ceil(p * n)-th smallest latency).
@@ -451,14 +738,15 @@ def guardrails(
         for r in rows:
             r["p50"], r["p95"] = pct.get(r["exp_group"], (None, None))
     return {
-        r["exp_group"]: {
-            "exposures": int(r["n"]),
-            "fallback_rate": float(r["fb"] or 0) / r["n"],
-            "latency_mean_ms": None if r["lat"] is None else float(r["lat"]),
-            "latency_p50_ms": None if r["p50"] is None else float(r["p50"]),
-            "latency_p95_ms": None if r["p95"] is None else float(r["p95"]),
-        }
+        r["exp_group"]: Guardrail(
+            int(r["n"]),
+            float(r["fb"] or 0) / r["n"],
+            None if r["lat"] is None else float(r["lat"]),
+            None if r["p50"] is None else float(r["p50"]),
+            None if r["p95"] is None else float(r["p95"]),
+        )
         for r in rows
+        if r["n"]
     }
 
 

@@ -14,8 +14,19 @@ BAD = "#b91c1c"
 NEUTRAL = "#2563eb"
 
 
-def _finite(*xs: float | None) -> bool:
-    return all(x is not None and math.isfinite(x) for x in xs)
+def _finite(*xs: float) -> bool:
+    return all(math.isfinite(x) for x in xs)
+
+
+def _finite_rows(
+    rows: Sequence[tuple[str, float | None, float | None, float | None]],
+) -> list[tuple[str, float, float, float]]:
+    """The rows whose estimate and bounds all exist and are finite."""
+    out = []
+    for label, est, low, high in rows:
+        if est is not None and low is not None and high is not None and _finite(est, low, high):
+            out.append((label, est, low, high))
+    return out
 
 
 def _nice_range(lo: float, hi: float) -> tuple[float, float]:
@@ -32,7 +43,7 @@ def forest(
     width: int = 720,
 ) -> str:
     """One horizontal CI bar per row: (label, estimate, low, high); a zero line for reference."""
-    rows = [r for r in rows if _finite(r[1], r[2], r[3])]
+    rows = _finite_rows(rows)
     row_h, left, right, top = 34, 130, 150, 34
     height = top + row_h * max(len(rows), 1) + 30
     if not rows:
@@ -71,12 +82,12 @@ def forest(
 
 def line_band(
     labels: Sequence[str],
-    series: dict[str, Sequence[tuple[float | None, float | None, float | None]]],
+    series: dict[str, Sequence[tuple[float, float, float]]],
     title: str,
     percent: bool = True,
     width: int = 720,
     height: int = 260,
-    dashed: dict[str, Sequence[float | None]] | None = None,
+    dashed: dict[str, Sequence[float]] | None = None,
 ) -> str:
     """Lines over x = labels, each with a shaded (low, high) band; `dashed` adds plain dashed
     lines (e.g. sequential boundaries)."""
@@ -121,14 +132,14 @@ def line_band(
             f'<text x="{left + 8 + 160 * k}" y="{top - 8}" font-size="11" fill="{color}">'
             f"● {escape(name)}</text>"
         )
-    for name, values in (dashed or {}).items():
-        ok = [(i, v) for i, v in enumerate(values) if _finite(v)]
-        line = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in ok)
+    for name, line_values in (dashed or {}).items():
+        points = [(i, v) for i, v in enumerate(line_values) if _finite(v)]
+        line = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in points)
         parts.append(
             f'<polyline points="{line}" fill="none" stroke="{BAD}" stroke-dasharray="5 4"/>'
         )
-        if ok:
-            i, v = ok[-1]
+        if points:
+            i, v = points[-1]
             parts.append(
                 f'<text x="{x(i) - 4:.1f}" y="{y(v) - 6:.1f}" font-size="10" '
                 f'text-anchor="end" fill="{BAD}">{escape(name)}</text>'

@@ -3,8 +3,7 @@ accumulated chunk by chunk (streamable, no resampling index over all users)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,9 +15,6 @@ class BootstrapResult:
     diff_ci_high: float
     lift_ci_low: float
     lift_ci_high: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _weighted_sums(

@@ -87,3 +87,57 @@ class JointStats:
             self.sum_bb + other.sum_bb,
             self.sum_ab + other.sum_ab,
         )
+
+
+@dataclass(frozen=True)
+class RegressionStats:
+    """One per-user metric y and k pre-period covariates x of one arm: n, the sums, and the
+    cross-products CUPED's regression needs (x x' and x y)."""
+
+    n: float
+    sum_y: float
+    sum_yy: float
+    sum_x: tuple[float, ...]
+    sum_xx: tuple[tuple[float, ...], ...]
+    sum_xy: tuple[float, ...]
+
+    @classmethod
+    def of(cls, y: np.ndarray, x: np.ndarray) -> RegressionStats:
+        """From per-user values: y of shape (n,), x of shape (n, k)."""
+        y = np.asarray(y, dtype=float)
+        x = np.asarray(x, dtype=float).reshape(y.size, -1)
+        return cls(
+            float(y.size),
+            float(y.sum()),
+            float(y @ y),
+            tuple(x.sum(axis=0).tolist()),
+            tuple(map(tuple, (x.T @ x).tolist())),
+            tuple((x.T @ y).tolist()),
+        )
+
+    @property
+    def y(self) -> MeanStats:
+        return MeanStats(self.n, self.sum_y, self.sum_yy)
+
+    @property
+    def cov_xx(self) -> np.ndarray:
+        """Sample covariance matrix of the covariates (ddof=1)."""
+        sx = np.asarray(self.sum_x)
+        return (np.asarray(self.sum_xx) - np.outer(sx, sx) / self.n) / (self.n - 1)
+
+    @property
+    def cov_xy(self) -> np.ndarray:
+        """Sample covariance of each covariate with y (ddof=1)."""
+        return (np.asarray(self.sum_xy) - np.asarray(self.sum_x) * self.sum_y / self.n) / (
+            self.n - 1
+        )
+
+    def __add__(self, other: RegressionStats) -> RegressionStats:
+        return RegressionStats(
+            self.n + other.n,
+            self.sum_y + other.sum_y,
+            self.sum_yy + other.sum_yy,
+            tuple(np.add(self.sum_x, other.sum_x).tolist()),
+            tuple(map(tuple, np.add(self.sum_xx, other.sum_xx).tolist())),
+            tuple(np.add(self.sum_xy, other.sum_xy).tolist()),
+        )

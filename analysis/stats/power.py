@@ -4,8 +4,7 @@ same normal approximation the analysis uses (two-sided, both tails counted)."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from scipy import optimize, stats
 
@@ -51,9 +50,6 @@ class Plan:
     n_test: int
     n_total: int
     days: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def plan_sample_size(

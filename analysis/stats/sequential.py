@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -98,9 +98,6 @@ class SequentialResult:
     rejected: bool
     first_crossing: int | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def sequential_test(
     z_values: list[float], fractions: list[float], alpha: float = 0.05
@@ -117,3 +114,20 @@ def sequential_test(
         first is not None,
         first,
     )
+
+
+def cs_rho(n_tune: float, alpha: float = 0.05) -> float:
+    """The mixture parameter that makes the asymptotic confidence sequence tightest at
+    `n_tune` units (Howard et al. 2021, eq. 3.20; GrowthBook's sequential tuning parameter)."""
+    log_term = -2 * math.log(alpha)
+    return math.sqrt((log_term + math.log(log_term + 1)) / n_tune)
+
+
+def cs_half_width(se: Any, n: Any, alpha: float = 0.05, n_tune: float = 5_000) -> Any:
+    """Half-width of the asymptotic confidence sequence (Waudby-Smith et al. 2023) for an
+    estimate with standard error `se` from `n` units: valid simultaneously over every look,
+    however many, so an analyst may look as often as they like. With se = sigma / sqrt(n):
+    sigma * sqrt(2 (n rho^2 + 1) / (n^2 rho^2) * log(sqrt(n rho^2 + 1) / alpha)).
+    Works elementwise on numpy arrays too (simulations over many looks and runs)."""
+    rho2 = cs_rho(n_tune, alpha) ** 2
+    return se * np.sqrt(2 * (n * rho2 + 1) / (n * rho2) * np.log(np.sqrt(n * rho2 + 1) / alpha))

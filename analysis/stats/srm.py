@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from scipy import stats
 
@@ -17,9 +16,6 @@ class SrmResult:
     chi2: float
     p_value: float
     flagged: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def srm_test(

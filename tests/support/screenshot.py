@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from feedlab.analysis.online.analyze import Options, analyze
+from feedlab.analysis.online.results import Report
 from feedlab.analysis.report.html import render_html
 from feedlab.storage.schema import exposures
 from sqlalchemy import update
@@ -25,7 +26,7 @@ from tests.support.db import migrated
 from tests.support.synthetic import PhaseSpec, config_yaml, insert_phase, store_config
 
 
-def demo_report(db_url: str) -> dict:
+def demo_report(db_url: str) -> Report:
     """Two phases: a clean 50/50 phase with a real lift, then a phase whose users do not
     match the configured split (SRM)."""
     engine = migrated(db_url)
