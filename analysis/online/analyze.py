@@ -284,15 +284,13 @@ def _analyze_segment(
     try:
         with timer("per-user aggregation (SQL)"):
             ws.build_user_days(sel, lo, hi, opt.window_s, _day_number(hi))
-            multi = ws.users_where(ws.multi_arm_condition(), drop=True)
+            ws.build_users(opt.window_s, pre)
+            multi = ws.users_in(ws.multi_arm_users(), drop=True)
             carried = (
-                ws.users_where(
-                    queries.carried_over(ws, experiment, earlier, lo), drop=opt.new_users_only
-                )
+                ws.users_in(queries.carried_over(experiment, earlier, lo), drop=opt.new_users_only)
                 if earlier
                 else 0
             )
-            ws.build_users(opt.window_s, pre)
             caps, cut = ws.cap(opt.cap) if opt.cap is not None else ({}, {})
         with timer("per-arm sufficient statistics (SQL)"):
             sums = ws.arm_sums()

@@ -194,16 +194,13 @@ def count_exposures(conn: Connection, cond: ColumnElement[bool]) -> int:
     return int(conn.execute(select(func.count()).where(cond)).scalar_one())
 
 
-def carried_over(
-    ws: Workspace, experiment: str, earlier: Sequence[str], before: datetime
-) -> ColumnElement[bool]:
-    """Condition on ud.user_id: the user has an exposure of `experiment` under one of the
-    `earlier` versions (a different split) before `before`."""
+def carried_over(experiment: str, earlier: Sequence[str], before: datetime) -> Select:
+    """Users with an exposure of `experiment` under one of the `earlier` versions (a
+    different split) before `before`."""
     e = exposures.c
-    prior = select(e.user_id).where(
+    return select(e.user_id).where(
         e.experiment == experiment, e.config_version.in_(list(earlier)), e.ts < before
     )
-    return ws.ud.c.user_id.in_(prior)
 
 
 def likes_on_served() -> FromClause:
@@ -438,19 +435,24 @@ class Workspace:
             select(*key, *(func.sum(r[k]) for k in (*COUNTS, *SEEN))).group_by(*key),
         )
 
-    def users_where(self, condition: ColumnElement[bool], drop: bool) -> int:
-        """How many users match `condition` (on ud.user_id); with `drop` they also leave the
-        sample."""
-        u = self.ud.c
-        n = self.conn.execute(select(func.count(distinct(u.user_id))).where(condition)).scalar()
+    def users_in(self, users: Select, drop: bool) -> int:
+        """How many of the sample's users are in `users`; with `drop` they leave the sample
+        (the per-user table and the per-user-day one the looks read). Counted on `pu`, one
+        row per (arm, user), a fraction of `ud`'s rows."""
+        p = self.pu.c
+        n = self.conn.execute(
+            select(func.count(distinct(p.user_id))).where(p.user_id.in_(users))
+        ).scalar()
         if n and drop:
-            self.conn.execute(delete(self.ud).where(condition))
+            # ud first: `users` may be a query over pu
+            for table in (self.ud, self.pu):
+                self.conn.execute(delete(table).where(table.c.user_id.in_(users)))
         return int(n or 0)
 
-    def multi_arm_condition(self) -> ColumnElement[bool]:
-        u = self.ud.c
-        multi = select(u.user_id).group_by(u.user_id).having(func.count(distinct(u.exp_group)) > 1)
-        return u.user_id.in_(multi)
+    def multi_arm_users(self) -> Select:
+        """Users with rows in more than one arm."""
+        p = self.pu.c
+        return select(p.user_id).group_by(p.user_id).having(func.count() > 1)
 
     def build_users(self, window_s: float, pre: tuple[datetime, datetime] | None) -> None:
         """Fill `pu` from `ud`, with the pre-period covariates when there is a pre-period."""
