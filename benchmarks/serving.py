@@ -14,6 +14,11 @@ the highest rate served with zero errors. Everything is bounded and stays on 127
 
 Each design (`--designs`, default both) gets its own gateway on the same world: `ab` routes each
 user to one arm; `interleaving` asks both arms per request and merges their lists.
+    .venv/bin/python benchmarks/serving.py --rates 200 --no-ramp --durability async,sync
+
+With several `--durability` modes the gateway is restarted in each (same world, same rates)
+and a last table gives what `sync` (exposures fsynced to the local journal before each
+response) costs over `async` in p50 and p99.
 """
 
 from __future__ import annotations
@@ -295,7 +300,7 @@ class RssSampler:
 
 def measure(
     url: str, pid: int, engine, rate: float, duration: float, users_file: Path, limit: int
-) -> tuple[PhaseResult, int, float]:
+) -> tuple[PhaseResult, int, float, float]:
     before = count_exposures(engine)
     cpu_before = cpu_seconds(pid)
     sampler = RssSampler(pid)
@@ -356,6 +361,11 @@ def main() -> None:
     parser.add_argument(
         "--designs", default="ab,interleaving", help="comma-separated: ab, interleaving"
     )
+    parser.add_argument(
+        "--durability",
+        default="async",
+        help="comma-separated exposure log modes to run in turn: async, sync",
+    )
     parser.add_argument("--no-ramp", action="store_true")
     parser.add_argument("--ramp-start", type=float, default=250.0)
     parser.add_argument("--ramp-max", type=float, default=2000.0)
@@ -387,15 +397,43 @@ def main() -> None:
         configs = {"ab": config, "interleaving": workdir / "experiments.interleaving.yaml"}
         configs["interleaving"].write_text(interleaved(config.read_text()))
         for design in args.designs.split(","):
-            port = free_port()
-            spool = workdir / f"spool-{design}"
-            serve = serve_args(configs[design], port, spool)
-            args_serve = [*serve, "--workers", str(args.workers)]
-            log = workdir / f"gateway-{design}.log"
-            with serve_subprocess(args_serve, env, port, log, timeout=300) as gateway:
-                url = f"http://127.0.0.1:{port}"
-                report(args, design, url, gateway.pid, engine, users_file, user_ids)
+            by_mode: dict[str, list[PhaseResult]] = {}
+            for mode in args.durability.split(","):
+                port = free_port()
+                spool = workdir / f"spool-{design}-{mode}"
+                serve = serve_args(configs[design], port, spool)
+                args_serve = [*serve, "--workers", str(args.workers)]
+                mode_env = {**env, "FEEDLAB_EXPOSURE_DURABILITY": mode}
+                log = workdir / f"gateway-{design}-{mode}.log"
+                with serve_subprocess(args_serve, mode_env, port, log, timeout=300) as gateway:
+                    print(f"\nexposure durability: {mode}")
+                    url = f"http://127.0.0.1:{port}"
+                    by_mode[mode] = report(
+                        args, design, url, gateway.pid, engine, users_file, user_ids
+                    )
+            if "async" in by_mode and "sync" in by_mode:
+                print_sync_cost(by_mode["async"], by_mode["sync"])
         engine.dispose()
+
+
+def print_sync_cost(fast: list[PhaseResult], safe: list[PhaseResult]) -> None:
+    """What `sync` durability adds to the latency, rate by rate."""
+    print("\ncost of sync durability (sync minus async, ms)")
+    print(
+        f"{'rate/s':>8} {'p50 async':>10} {'p50 sync':>9} {'+p50':>7} "
+        f"{'p99 async':>10} {'p99 sync':>9} {'+p99':>7}"
+    )
+    for a, b in zip(fast, safe, strict=True):
+        p50a, p50b, p99a, p99b = (
+            a.percentile(0.5),
+            b.percentile(0.5),
+            a.percentile(0.99),
+            b.percentile(0.99),
+        )
+        print(
+            f"{a.rate:>8.0f} {p50a:>10.1f} {p50b:>9.1f} {p50b - p50a:>+7.1f} "
+            f"{p99a:>10.1f} {p99b:>9.1f} {p99b - p99a:>+7.1f}"
+        )
 
 
 def report(
@@ -406,8 +444,9 @@ def report(
     engine,
     users_file: Path,
     user_ids: list[int],
-) -> None:
-    """The fixed-rate table, then the ramp to the highest clean rate."""
+) -> list[PhaseResult]:
+    """The fixed-rate table, then the ramp to the highest clean rate; returns the fixed-rate
+    results."""
     print(
         f"\n== design {design}: gateway pid {pid} on {url}: arms={args.arms}, "
         f"{args.workers} worker(s), "
@@ -415,11 +454,13 @@ def report(
     )
     print(f"\nfixed rates, {args.duration:.0f} s each (latency from scheduled send time)")
     print(HEADER)
+    fixed = []
     for rate in (float(r) for r in args.rates.split(",")):
         result = measure(url, pid, engine, rate, args.duration, users_file, args.limit)
         print(row(*result), flush=True)
+        fixed.append(result[0])
     if args.no_ramp:
-        return
+        return fixed
     print(
         f"\nramp: {args.ramp_duration:.0f} s steps, x1.5, until errors, "
         f"<95% achieved or p99 > {args.ramp_p99_ms:.0f} ms"
@@ -435,6 +476,7 @@ def report(
             break
         best, rate = rate, rate * 1.5
     print(f"\nhighest sustainable rate with zero errors: {best:.0f} req/s")
+    return fixed
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,24 +18,34 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from feedlab.experiments.config import ConfigError, LoadedConfig
 from feedlab.gateway.exposures import ConfigRecord
-from feedlab.gateway.feed import apply_events, apply_stored, store_events, unknown_posts
+from feedlab.gateway.feed import (
+    EventConflict,
+    apply_events,
+    apply_stored,
+    store_events,
+    unknown_posts,
+)
+from feedlab.gateway.feed_sync import follow_feed
 from feedlab.gateway.recommend import serve
 from feedlab.gateway.schemas import (
     FEED_BODY_TAGS,
     MAX_ID,
     AdminConfigOut,
     ConfigErrorOut,
+    ErrorOut,
     FeedBody,
     FeedOut,
     HealthOut,
     ModelHealth,
     RecommendationsOut,
     ReloadOut,
+    ValidationErrorOut,
 )
 from feedlab.gateway.settings import Settings
-from feedlab.gateway.state import GatewayState
+from feedlab.gateway.state import DatabaseUnavailable, GatewayState
+from feedlab.models.base import Event
 from feedlab.models.threads import one_blas_thread
-from feedlab.storage.clock import naive_utc, utcnow
+from feedlab.storage.clock import InputTime, utcnow
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -44,9 +54,20 @@ log = logging.getLogger("feedlab.gateway")
 _bearer = HTTPBearer(auto_error=False, description="FEEDLAB_ADMIN_TOKEN")
 
 
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong bearer token."},
+    403: {"description": "Admin endpoints disabled (FEEDLAB_ADMIN_TOKEN unset)."},
+}
+NOT_READY = "not ready: waiting for the database (no local snapshot to start from)"
+RETRY_S = 0.5
+
+
 async def get_state(request: Request) -> GatewayState:
-    """Async on purpose: FastAPI runs a sync dependency in a thread pool, per request."""
-    state: GatewayState = request.app.state.gateway
+    """Async on purpose: FastAPI runs a sync dependency in a thread pool, per request.
+    503 until the state is loaded (the database was down at start and no snapshot exists)."""
+    state: GatewayState | None = getattr(request.app.state, "gateway", None)
+    if state is None:
+        raise HTTPException(503, NOT_READY, headers={"Retry-After": "1"})
     return state
 
 
@@ -75,49 +96,62 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         one_blas_thread()
-        state = await asyncio.to_thread(GatewayState.load, settings)
-        state.exposure_log.start()
+        app.state.gateway = None
         stop = asyncio.Event()
-        watcher: asyncio.Task[None] | None = None
-        follower: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         try:
-            state.holder.on_new_config = lambda loaded, at: _config_loaded(state, loaded, at)
-            state.holder.on_reload = state.metrics.count_reload
-            await state.holder.reload("startup")
-            app.state.gateway = state
-            if settings.watch_config:
-                watcher = asyncio.create_task(state.holder.watch(stop))
-            if state.follower is not None:
-                follower = asyncio.create_task(_follow_feed(state, stop))
+            state = await asyncio.to_thread(GatewayState.load, settings)
+        except DatabaseUnavailable as exc:
+            log.error("%s; not ready, retrying", exc)
+            tasks.append(asyncio.create_task(_start_when_database_returns(app, settings, stop)))
+        else:
+            tasks += await _begin(app, state, stop)
+        try:
             yield
         finally:
             stop.set()
-            for task in (watcher, follower):
-                if task is not None:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait_for(task, 5)
-            await state.holder.aclose()
-            await asyncio.to_thread(state.exposure_log.close)
-            state.engine.dispose()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(task, 5)
+            state = app.state.gateway
+            if state is not None:
+                await _end(state)
 
     app = FastAPIOffline(  # /docs and /redoc with Swagger UI / ReDoc from the package, no CDN
         title="feedlab gateway",
         description="A/B experiment gateway for feed recommenders (see docs/architecture.md).",
         version="0.1.0",
         lifespan=lifespan,
+        responses={
+            400: {"model": ErrorOut, "description": "The body is not valid JSON."},
+            503: {
+                "model": ErrorOut,
+                "description": "Not ready, or the database is "
+                "unavailable for a call that needs it; retry.",
+            },
+        },
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.get(
         "/post/recommendations/",
         response_model=RecommendationsOut,
-        responses={422: {"description": "A parameter is invalid; `message` names it."}},
+        responses={
+            422: {
+                "model": ValidationErrorOut,
+                "description": "A parameter is invalid; `message` names it.",
+            }
+        },
     )
     async def recommendations(
         state: State,
         id: Annotated[int, Query(ge=0, le=MAX_ID, description="user id")],
         time: Annotated[
-            datetime | None, Query(description="ISO datetime the feed is built for; now if unset")
+            InputTime | None,
+            Query(
+                description="ISO datetime the feed is built for (1970-01-01 to 2100-01-01 "
+                "after conversion to UTC); now if unset"
+            ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 5,
         x_feedlab_qa: Annotated[
@@ -125,7 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ] = False,
     ) -> Response:
         """Posts for user `id` from the arm the user is assigned to."""
-        at = _request_time(time)
+        at = time or utcnow()
         served = await serve(state, id, at, limit, qa=x_feedlab_qa)
         return Response(
             served.body,
@@ -136,17 +170,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post(
         "/feed",
         response_model=FeedOut,
-        responses={422: {"description": "An event is invalid or names an unknown post."}},
+        responses={
+            409: {"model": ErrorOut, "description": "An `event_id` reused with other content."},
+            422: {
+                "model": ValidationErrorOut,
+                "description": "An event is invalid or names an unknown post; `message` names "
+                "the field.",
+            },
+        },
     )
     async def post_feed(state: State, body: FeedBody) -> FeedOut:
-        """Views and likes (one or a list) of known posts; a repeated `event_id` is accepted,
-        stored once."""
+        """Views and likes (one or a list) of known posts; a repeated `event_id` with the same
+        content is accepted and stored once, with other content the whole request is refused
+        (409)."""
         events = body if isinstance(body, list) else [body]
         unknown = unknown_posts(events, state.post_json, batch=isinstance(body, list))
         if unknown:
             raise RequestValidationError(unknown)
         try:
-            new = await asyncio.to_thread(store_events, state.engine, events)
+            timeout = state.settings.db_timeout
+            new = await asyncio.to_thread(store_events, state.engine, events, timeout)
+        except EventConflict as exc:
+            raise HTTPException(409, str(exc)) from None
         except SQLAlchemyError as exc:
             log.error("POST /feed: database error: %s", exc)
             raise HTTPException(
@@ -161,8 +206,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health(state: State) -> HealthOut:
         """Liveness and what is loaded."""
         runtime = state.holder.current
+        exposure_log = state.exposure_log
         return HealthOut(
             status="ok",
+            database="up" if exposure_log.database_up() else "down",
+            started_from=state.started_from,
+            exposure_durability=exposure_log.durability,
             config_version=runtime.version,
             config_path=str(state.holder.path),
             models={
@@ -171,8 +220,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
             posts=len(state.posts),
             history_events=len(state.history),
-            exposure_queue_depth=state.exposure_log.depth(),
-            exposure_spool_files=state.exposure_log.pending_spool(),
+            exposure_queue_depth=exposure_log.depth(),
+            exposure_spool_files=exposure_log.pending_spool(),
+            exposures_dead_lettered=exposure_log.stats.dead_lettered,
         )
 
     @app.get("/metrics", response_class=Response)
@@ -180,7 +230,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Prometheus text format."""
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload", response_model=ReloadOut, dependencies=[Depends(require_admin)])
+    @app.post(
+        "/admin/reload",
+        response_model=ReloadOut,
+        dependencies=[Depends(require_admin)],
+        responses={
+            **ADMIN_RESPONSES,
+            422: {
+                "model": ReloadOut | ValidationErrorOut,
+                "description": "The config file was refused, or a parameter is invalid.",
+            },
+        },
+    )
     async def admin_reload(
         state: State,
         models: Annotated[
@@ -203,7 +264,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status="ok", config_version=runtime.version, changed=runtime.version != before
         )
 
-    @app.get("/admin/config", response_model=AdminConfigOut, dependencies=[Depends(require_admin)])
+    @app.get(
+        "/admin/config",
+        response_model=AdminConfigOut,
+        dependencies=[Depends(require_admin)],
+        responses=ADMIN_RESPONSES,
+    )
     async def admin_config(state: State) -> AdminConfigOut:
         """The config in force, every version this process served, and the last refusal."""
         holder = state.holder
@@ -228,37 +294,57 @@ def _config_loaded(state: GatewayState, loaded: LoadedConfig, at: datetime) -> N
     state.metrics.set_config_version(loaded.version)
 
 
-async def _follow_feed(state: GatewayState, stop: asyncio.Event) -> None:
-    """Apply the events sibling workers store, every `feed_sync_interval` seconds."""
-    follower = state.follower
-    assert follower is not None and state.settings.feed_sync_interval
+async def _begin(
+    app: FastAPI, state: GatewayState, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """Start serving `state`: the exposure writer, the config, the watcher and feed follower."""
+    state.exposure_log.start()
+    state.holder.on_new_config = lambda loaded, at: _config_loaded(state, loaded, at)
+    state.holder.on_reload = state.metrics.count_reload
+    await state.holder.reload("startup")
+    app.state.gateway = state
+    tasks = []
+    if state.settings.watch_config:
+        tasks.append(asyncio.create_task(state.holder.watch(stop)))
+    if state.follower is not None:
+        interval = state.settings.feed_sync_interval or 0.1
+
+        async def apply(events: list[Event]) -> None:
+            await apply_events(state, events)
+
+        tasks.append(asyncio.create_task(follow_feed(state.follower, interval, stop, apply)))
+    return tasks
+
+
+async def _end(state: GatewayState) -> None:
+    await state.holder.aclose()
+    await asyncio.to_thread(state.exposure_log.close, state.settings.shutdown_grace)
+    state.engine.dispose()
+
+
+async def _start_when_database_returns(
+    app: FastAPI, settings: Settings, stop: asyncio.Event
+) -> None:
+    """Retry the start-up load with exponential backoff until it succeeds or we stop."""
+    delay = RETRY_S
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), state.settings.feed_sync_interval)
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            return
         try:
-            rows = await asyncio.to_thread(follower.fetch)
-        except SQLAlchemyError as exc:
-            log.warning("feed sync: database error, retrying: %s", exc)
+            state = await asyncio.to_thread(GatewayState.load, settings)
+        except DatabaseUnavailable as exc:
+            delay = min(delay * 2, settings.startup_retry_max)
+            log.warning("still not ready (%s); next try in %.1f s", exc, delay)
             continue
-        await apply_events(state, follower.take(rows))
-
-
-def _request_time(time: datetime | None) -> datetime:
-    if time is None:
-        return utcnow()
-    try:
-        return naive_utc(time)
-    except OverflowError:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", "time"),
-                    "msg": "time out of range after UTC conversion",
-                    "type": "value_error",
-                    "input": time.isoformat(),
-                }
-            ]
-        ) from None
+        inner = await _begin(app, state, stop)
+        log.info("database available: serving")
+        await stop.wait()
+        for task in inner:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, 5)
+        return
 
 
 def _error_out(exc: ConfigError | None, at: datetime | None) -> ConfigErrorOut | None:

@@ -1,7 +1,9 @@
 """Model backends as the gateway calls them: in process, or over HTTP to `feedlab serve-model`.
 
 Both answer `await recommend(user_id, at, limit) -> list[int]` and raise on any failure; the
-gateway turns a failure (or an HTTP timeout) into a fallback list. In-process models run on
+gateway turns a failure (or an HTTP timeout) into a fallback list. Values from a model service
+are checked here, at the boundary (ids in range, a storable version string). Model services
+read feed events from the database themselves (`gateway.feed_sync`). In-process models run on
 the event loop thread: they are fast, and the shared History is only mutated there too.
 """
 
@@ -12,9 +14,13 @@ from datetime import datetime
 from typing import Protocol
 
 import httpx
-from feedlab.models.base import Event, Recommender
+from feedlab.gateway.schemas import MAX_ID
+from feedlab.models.base import Recommender
 
 log = logging.getLogger("feedlab.gateway")
+
+MAX_VERSION_LEN = 64
+"""`exposures.model_version` is VARCHAR(64)."""
 
 
 class BackendError(RuntimeError):
@@ -80,8 +86,8 @@ class HttpBackend:
         try:
             r = await self._client.get("/health")
             r.raise_for_status()
-            self._version = r.json().get("version")
-        except (httpx.HTTPError, ValueError) as exc:
+            self._version = _checked_version(self.name, r.json().get("version"))
+        except (httpx.HTTPError, ValueError, AttributeError, BackendError) as exc:
             log.warning("model %s at %s not reachable yet: %s", self.name, self.url, exc)
 
     async def recommend(self, user_id: int, at: datetime, limit: int) -> list[int]:
@@ -91,27 +97,22 @@ class HttpBackend:
         r.raise_for_status()
         body = r.json()
         post_ids = body.get("post_ids") if isinstance(body, dict) else None
-        if not isinstance(post_ids, list) or not all(isinstance(p, int) for p in post_ids):
+        if not isinstance(post_ids, list) or not all(
+            isinstance(p, int) and 0 <= p <= MAX_ID for p in post_ids
+        ):
             raise BackendError(f"model {self.name}: malformed answer {str(body)[:200]}")
-        self._version = body.get("version", self._version)
+        self._version = _checked_version(self.name, body.get("version", self._version))
         return post_ids
-
-    async def forward(self, events: list[Event]) -> None:
-        """Send stored events to the service, which keeps its own History."""
-        payload = [
-            {
-                "timestamp": e.timestamp.isoformat(),
-                "user_id": e.user_id,
-                "post_id": e.post_id,
-                "action": e.action,
-            }
-            for e in events
-        ]
-        try:
-            r = await self._client.post("/events", json=payload, timeout=5.0)
-            r.raise_for_status()
-        except httpx.HTTPError as exc:
-            log.warning("model %s: could not forward %d events: %s", self.name, len(events), exc)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _checked_version(name: str, version: object) -> str | None:
+    """A model version the exposure log can store (a string of at most 64 characters, no NUL),
+    else BackendError: the request falls back instead of logging a row the database refuses."""
+    if version is None or (
+        isinstance(version, str) and len(version) <= MAX_VERSION_LEN and "\x00" not in version
+    ):
+        return version
+    raise BackendError(f"model {name}: invalid version {str(version)[:100]!r}")

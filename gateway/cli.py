@@ -33,6 +33,12 @@ def serve(
     feed_sync: float = typer.Option(
         0.1, "--feed-sync", min=0.01, help="With --workers > 1: seconds between feed polls."
     ),
+    durability: str = typer.Option(
+        None,
+        "--durability",
+        help="Exposure log: async (default; a kill -9 may lose the last ~0.1 s of exposures) or "
+        "sync (fsynced before each response; none lost). Env: FEEDLAB_EXPOSURE_DURABILITY.",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
     access_log: bool = typer.Option(
         True, "--access-log/--no-access-log", help="Log every request (uvicorn's access log)."
@@ -53,6 +59,7 @@ def serve(
         "config_path": config,
         "spool_dir": spool_dir,
         "watch_config": False if no_watch else None,
+        "exposure_durability": durability,
     }
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -101,9 +108,12 @@ def serve_model(
     artifact: Path = typer.Option(
         None, "--artifact", help="Artifact folder (default for control/test: artifacts/NAME)."
     ),
+    feed_sync: float = typer.Option(
+        0.1, "--feed-sync", min=0.01, help="Seconds between polls of the feed table."
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
-    """Serve one model over HTTP (GET /recommend, POST /events, GET /health)."""
+    """Serve one model over HTTP (GET /recommend, GET /health); it follows the feed table."""
     import uvicorn
     from feedlab.models.registry import ARMS
     from feedlab.models.service import create_service_app
@@ -114,7 +124,8 @@ def serve_model(
         artifact = Path("artifacts") / name
 
     _log_to_stderr(log_level)
-    app = create_service_app(name, artifact, database_url=DatabaseSettings().database_url)
+    url = DatabaseSettings().database_url
+    app = create_service_app(name, artifact, database_url=url, feed_sync=feed_sync)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

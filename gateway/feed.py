@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Container
 from typing import Any
 
-from feedlab.gateway.backends import HttpBackend
-from feedlab.gateway.dbutil import insert_ignore
+from feedlab.gateway.dbutil import bounded, insert_ignore
 from feedlab.gateway.schemas import FeedEventIn
 from feedlab.gateway.state import GatewayState
 from feedlab.models.base import Event
 from feedlab.storage.schema import feed
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
 
-def store_events(engine: Engine, events: list[FeedEventIn]) -> list[FeedEventIn]:
-    """Insert the events not stored yet; return those that are new (in input order)."""
+class EventConflict(ValueError):
+    """An `event_id` already used (stored, or earlier in the request) with other content."""
+
+
+def store_events(engine: Engine, events: list[FeedEventIn], timeout: float) -> list[FeedEventIn]:
+    """Insert the events not stored yet; return those that are new (in input order). A reused
+    `event_id` with different content raises EventConflict and stores nothing."""
     unique: dict[str, FeedEventIn] = {}
     for e in events:
-        unique.setdefault(e.key(), e)
+        first = unique.setdefault(e.key(), e)
+        if first.content() != e.content():
+            raise EventConflict(f"event_id {e.key()!r} appears twice with different content")
     rows = [
         {
             "event_id": key,
@@ -31,9 +36,12 @@ def store_events(engine: Engine, events: list[FeedEventIn]) -> list[FeedEventIn]
         }
         for key, e in unique.items()
     ]
-    with engine.begin() as conn:
+    with bounded(engine, timeout, begin=True) as conn:
         result = insert_ignore(conn, feed, rows, ["event_id"], returning=True)
         new_keys = {row[0] for row in result} if result is not None else set()
+        old = [key for key in unique if key not in new_keys]
+        if old:
+            _check_same(conn, {key: unique[key] for key in old})
     return [e for key, e in unique.items() if key in new_keys]
 
 
@@ -54,7 +62,15 @@ def unknown_posts(
     ]
 
 
-_forwarding: set[asyncio.Task[None]] = set()
+def _check_same(conn: Connection, events: dict[str, FeedEventIn]) -> None:
+    """Raise EventConflict (rolling the request back) if a stored event differs."""
+    f = feed.c
+    query = select(f.event_id, f.timestamp, f.user_id, f.post_id, f.action, f.target).where(
+        f.event_id.in_(list(events))
+    )
+    for key, *stored in conn.execute(query):
+        if tuple(stored) != events[key].content():
+            raise EventConflict(f"event_id {key!r} is already stored with different content")
 
 
 async def apply_stored(state: GatewayState, new: list[FeedEventIn]) -> None:
@@ -68,16 +84,8 @@ async def apply_stored(state: GatewayState, new: list[FeedEventIn]) -> None:
 
 
 async def apply_events(state: GatewayState, events: list[Event]) -> None:
-    """Put stored events into the shared History (so a like is excluded from the very next
-    list; in-process models read it) and forward them to model services (which own their
-    History)."""
-    if not events:
-        return
-    state.history.add(events)
-    runtime = state.holder.current
-    backends = {id(b): b for b in (state.popular, *runtime.backends.values())}
-    for backend in backends.values():
-        if isinstance(backend, HttpBackend):
-            task = asyncio.create_task(backend.forward(events))
-            _forwarding.add(task)
-            task.add_done_callback(_forwarding.discard)
+    """Put stored events into the shared History, so a like is excluded from the very next
+    list (in-process models read it). Model services read the feed table themselves
+    (`gateway.feed_sync`), so they get every stored event even if they were down."""
+    if events:
+        state.history.add(events)

@@ -105,6 +105,11 @@ class _ExposureCollector(Collector):
                 s.replayed,
             ),
             (
+                "feedlab_exposures_dead_lettered",
+                "Records the database refused for their content, kept in the dead-letter file.",
+                s.dead_lettered,
+            ),
+            (
                 "feedlab_exposure_db_errors",
                 "Failed database writes of the exposure log.",
                 s.db_errors,

@@ -68,7 +68,7 @@ async def serve(
         }
     )
     latency = time.perf_counter() - start
-    state.exposure_log.submit(
+    await state.exposure_log.log(
         ExposureRecord(
             request_id=request_id,
             ts=at,

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from feedlab.storage.clock import naive_utc
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
+from feedlab.storage.clock import InputTime, OutputTime
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
-MAX_ID = 2**63 - 1
-"""Ids are stored as BIGINT."""
+MAX_ID = 2**53 - 1
+"""Ids are stored as BIGINT, but accepted only up to the largest integer every JSON parser
+represents exactly (doubles), so all clients agree with the schema's bound."""
 
 MAX_FEED_BATCH = 10_000
 
 
-NaiveUTC = Annotated[datetime, AfterValidator(naive_utc)]
-Id = Annotated[int, Field(ge=0, le=MAX_ID)]
+def _not_bool(value: object) -> object:
+    """JSON `true` is not the integer 1 (pydantic's lax mode would take it)."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+Id = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_not_bool)]
 
 
 class PostOut(BaseModel):
@@ -41,11 +47,15 @@ class FeedEventIn(BaseModel):
     event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")] | None = (
         None
     )
-    timestamp: NaiveUTC
+    timestamp: InputTime
     user_id: Id
     post_id: Id
     action: Literal["view", "like"]
-    target: Literal[0, 1] | None = None
+    target: Annotated[Literal[0, 1], BeforeValidator(_not_bool)] | None = None
+
+    def content(self) -> tuple[object, ...]:
+        """What a reused `event_id` must repeat to count as the same event."""
+        return (self.timestamp, self.user_id, self.post_id, self.action, self.target)
 
     def key(self) -> str:
         if self.event_id is not None:
@@ -79,6 +89,11 @@ class ModelHealth(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok"]
+    database: Literal["up", "down"]
+    """As the exposure writer last found it (down: exposures are spooled)."""
+    started_from: Literal["database", "snapshot"]
+    """snapshot: the database was down at start-up; serving from the local copy."""
+    exposure_durability: Literal["async", "sync"]
     config_version: str
     config_path: str
     models: dict[str, ModelHealth]
@@ -86,6 +101,19 @@ class HealthOut(BaseModel):
     history_events: int
     exposure_queue_depth: int
     exposure_spool_files: int
+    exposures_dead_lettered: int
+    """Records the database refused for their content, kept in the dead-letter file."""
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class ValidationErrorOut(BaseModel):
+    """A 422: `message` names each bad field; `detail` is pydantic's error list."""
+
+    message: str
+    detail: list[dict[str, Any]]
 
 
 class ConfigIssueOut(BaseModel):
@@ -95,7 +123,7 @@ class ConfigIssueOut(BaseModel):
 
 
 class ConfigErrorOut(BaseModel):
-    at: datetime | None
+    at: OutputTime | None
     message: str
     issues: list[ConfigIssueOut]
 
@@ -103,10 +131,10 @@ class ConfigErrorOut(BaseModel):
 class AdminConfigOut(BaseModel):
     config_version: str
     config_path: str
-    loaded_at: datetime
+    loaded_at: OutputTime
     yaml: str
     config: dict[str, Any]
-    versions: list[tuple[str, datetime]]
+    versions: list[tuple[str, OutputTime]]
     last_error: ConfigErrorOut | None
 
 

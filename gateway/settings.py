@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from feedlab.experiments.config import DEFAULT_CONFIG
 from pydantic import AliasChoices, Field
@@ -28,6 +29,26 @@ class Settings(DatabaseSettings):
     exposure_batch_size: int = Field(500, gt=0)
     exposure_queue_size: int = Field(100_000, gt=0)
     db_retry_interval: float = Field(1.0, gt=0)
+    exposure_durability: Literal["async", "sync"] = "async"
+    """async: the response does not wait for the log (a kill -9 loses at most
+    `exposure_flush_interval` + one write of traffic); sync: each exposure is fsynced to the
+    local journal before the response (0 lost)."""
+    db_timeout: float = Field(5.0, gt=0)
+    """Bound on every database call of the gateway: statement timeout, TCP user timeout and a
+    hard socket cut-off (a hung database becomes an error, then spooling)."""
+    db_connect_timeout: float = Field(3.0, gt=0)
+    shutdown_grace: float = Field(5.0, gt=0)
+    """Seconds the exposure writer gets at shutdown before what is left is spooled; with
+    `db_timeout` it fits Docker's default 10 s stop."""
+    snapshot_path: Path | None = None
+    """Local copy of posts, users and history written at each start from the database, used
+    to start while the database is down. None: `<spool_dir>/snapshot.npz`."""
+    startup_retry_max: float = Field(30.0, gt=0)
+    """Longest wait between start-up attempts while the database is down and no snapshot
+    exists (the backoff doubles from 0.5 s up to this)."""
+    feed_gap_timeout: float = Field(60.0, gt=0)
+    """How long a missing feed id below the highest one seen is awaited before the follower
+    moves past it (a transaction still open, or an id burnt by a rollback / conflict)."""
     feed_sync_interval: float | None = Field(None, gt=0)
     """Seconds between polls of the feed table for events sibling workers stored (set by
     `feedlab serve --workers N`); None: one process, nothing to poll."""

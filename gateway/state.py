@@ -1,43 +1,64 @@
 """What one gateway process holds in memory, loaded once at start-up.
 
 Requests never query the database: posts (for texts/topics of the response), the set of known
-users and the feed history are loaded here, and kept fresh by `POST /feed`.
+users and the feed history are loaded here (from the database, or from the local snapshot
+while it is down), and kept fresh by `POST /feed`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from feedlab.gateway.backends import InprocessBackend
+from feedlab.gateway.dbutil import pg_connect_args
 from feedlab.gateway.exposures import ExposureLog
-from feedlab.gateway.feed_sync import FeedFollower, last_feed_id
+from feedlab.gateway.feed_sync import FeedFollower
 from feedlab.gateway.metrics import GatewayMetrics
 from feedlab.gateway.runtime import RuntimeHolder
 from feedlab.gateway.settings import Settings
+from feedlab.gateway.snapshot import StartData
 from feedlab.models.catalog import PostCatalog
 from feedlab.models.history import History
 from feedlab.models.registry import load_model
 from feedlab.storage.engine import make_engine, upgrade
-from feedlab.storage.schema import users
-from sqlalchemy import Engine, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger("feedlab.gateway")
 
-PG_CONNECT_TIMEOUT_S = "3"
+
+class DatabaseUnavailable(RuntimeError):
+    """The database is down at start-up and there is no local snapshot to start from."""
 
 
-def gateway_engine(url: str) -> Engine:
-    """The engine; on PostgreSQL with a connect timeout, so an unreachable server fails fast
-    (and exposures go to the spool) instead of hanging a writer."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        url = parsed.update_query_dict({"connect_timeout": PG_CONNECT_TIMEOUT_S}).render_as_string(
-            hide_password=False
-        )
-    return make_engine(url)
+def gateway_engine(settings: Settings) -> Engine:
+    """The gateway's engine: on PostgreSQL every call is bounded (connect and statement
+    timeouts, keepalives, `tcp_user_timeout`, and `dbutil.bounded` for the calls that must
+    not hang, which pings pooled connections itself). Not migrated here."""
+    url = settings.database_url
+    args = pg_connect_args(url, settings.db_connect_timeout, settings.db_timeout)
+    return make_engine(url, connect_args=args, pre_ping=False)
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the schema up to date (the gateway's start is one of the places it is migrated),
+    on its own engine: a migration may take longer than the gateway's statement timeout, only
+    the connection attempt is bounded."""
+    url = settings.database_url
+    args = pg_connect_args(url, settings.db_connect_timeout, settings.db_timeout)
+    args = {k: v for k, v in args.items() if k not in ("options", "tcp_user_timeout")}
+    engine = make_engine(url, connect_args=args)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def snapshot_path(settings: Settings) -> Path:
+    return settings.snapshot_path or settings.spool_dir / "snapshot.npz"
 
 
 @dataclass
@@ -51,6 +72,7 @@ class GatewayState:
     popular: InprocessBackend
     exposure_log: ExposureLog
     metrics: GatewayMetrics
+    started_from: Literal["database", "snapshot"] = "database"
     follower: FeedFollower | None = None
     holder: RuntimeHolder = field(init=False)
 
@@ -59,30 +81,58 @@ class GatewayState:
 
     @classmethod
     def load(cls, settings: Settings) -> GatewayState:
-        engine = gateway_engine(settings.database_url)
-        upgrade(engine)  # the gateway's start is one of the places the schema is migrated
-        posts = PostCatalog.from_engine(engine)
+        """From the database (refreshing the local snapshot), else from the snapshot; raises
+        DatabaseUnavailable when neither is there."""
+        engine = gateway_engine(settings)
+        path = snapshot_path(settings)
+        try:
+            migrate(settings)
+            data = StartData.from_engine(engine)
+        except SQLAlchemyError as exc:
+            if not path.exists():
+                engine.dispose()
+                msg = f"database unavailable, no snapshot at {path}: {exc}"
+                raise DatabaseUnavailable(msg) from exc
+            log.warning("database unavailable (%s): starting from the snapshot %s", exc, path)
+            try:
+                data = StartData.load(path)
+            except Exception as bad:  # a damaged copy is no copy: wait for the database
+                engine.dispose()
+                msg = f"database unavailable and snapshot {path} unreadable: {bad}"
+                raise DatabaseUnavailable(msg) from bad
+            started_from: Literal["database", "snapshot"] = "snapshot"
+        else:
+            try:
+                data.save(path)
+            except OSError as exc:  # serving does not need it; the next start might
+                log.warning("could not write the snapshot %s: %s", path, exc)
+            started_from = "database"
+        posts, history = data.posts, data.history
         follower = None
         if settings.feed_sync_interval:
-            start = last_feed_id(engine)
-            follower = FeedFollower(engine, start)
-            history = History.from_engine(engine, through_id=start)
-        else:
-            history = History.from_engine(engine)
-        with engine.connect() as conn:
-            known = set(conn.execute(select(users.c.user_id)).scalars())
+            follower = FeedFollower(
+                engine, data.through_id, settings.db_timeout, settings.feed_gap_timeout
+            )
         post_json = {
             int(pid): {"id": int(pid), "text": text, "topic": topic}
             for pid, text, topic in zip(posts.post_ids, posts.texts, posts.topics, strict=True)
         }
-        log.info("loaded %d posts, %d users, %d feed events", len(posts), len(known), len(history))
+        log.info(
+            "loaded %d posts, %d users, %d feed events from the %s",
+            len(posts),
+            len(data.known_users),
+            len(history),
+            started_from,
+        )
         exposure_log = ExposureLog(
             engine,
             settings.spool_dir,
+            durability=settings.exposure_durability,
             max_queue=settings.exposure_queue_size,
             batch_size=settings.exposure_batch_size,
             flush_interval=settings.exposure_flush_interval,
             retry_interval=settings.db_retry_interval,
+            db_timeout=settings.db_timeout,
         )
         metrics = GatewayMetrics()
         metrics.watch_exposures(exposure_log)
@@ -92,10 +142,11 @@ class GatewayState:
             history=history,
             posts=posts,
             post_json=post_json,
-            known_users=known,
+            known_users=data.known_users,
             popular=InprocessBackend("popular", load_model("popular", None, history, posts)),
             exposure_log=exposure_log,
             metrics=metrics,
+            started_from=started_from,
             follower=follower,
         )
 

@@ -11,18 +11,25 @@ from sqlalchemy import Engine, create_engine, event, make_url
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, connect_args: dict | None = None, pre_ping: bool = True) -> Engine:
     """An engine for `url` (see `feedlab.settings.database_url` for the default); the schema is
-    left as it is."""
+    left as it is. `connect_args` go to the driver (e.g. timeouts); `pre_ping=False` for callers
+    that check a pooled connection themselves, under a time bound (`gateway.dbutil.bounded`)."""
+    args = connect_args or {}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30, **args})
         event.listen(engine, "connect", _sqlite_pragmas)
     elif make_url(url).get_driver_name() == "psycopg2":
         # batches of rows per round trip for executemany (e.g. the gateway's exposure and
         # feed writes): ~4x less time and CPU than psycopg2's row-by-row default
-        engine = create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
+        engine = create_engine(
+            url,
+            pool_pre_ping=pre_ping,
+            executemany_mode="values_plus_batch",
+            connect_args=args,
+        )
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=pre_ping, connect_args=args)
     return engine
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from feedlab.experiments.assignment import Assigner
 from feedlab.experiments.config import load_config
 from feedlab.gateway.app import create_app
@@ -110,7 +111,7 @@ def test_model_service_serves_an_arm_and_its_death_falls_back(pg_url: str, tmp_p
             lambda: (
                 httpx.get(f"http://127.0.0.1:{port}/health").json()["history_events"] == before + 1
             )
-        ), "the gateway forwards stored events to the model service"
+        ), "the model service follows the feed table"
 
         service.kill()
         service.wait()
@@ -153,4 +154,37 @@ def test_slow_and_closed_backends_fall_back_with_the_same_exp_group(pg_url: str,
                 assert errors == n
                 if reason:
                     assert metric(gw.url, "feedlab_backend_errors_total", reason=reason) == n
+    engine.dispose()
+
+
+def test_a_model_service_reporting_an_unstorable_version_falls_back(pg_url: str, tmp_path: Path):
+    """Values from a model service are checked at the boundary: an 86-character version
+    would be refused by the exposure log, so the answer is a backend error (fallback, logged)
+    and the exposure is stored."""
+    engine = migrated(pg_url)
+    seed_world(engine)
+    bad = FastAPI()
+    version = "v" * 86
+
+    @bad.get("/health")
+    def health() -> dict:
+        return {"version": version}
+
+    @bad.get("/recommend")
+    def recommend() -> dict:
+        return {"post_ids": [4, 5, 6], "version": version}
+
+    with ServerThread(bad) as service:
+        remote = f'  remote: {{backend: http, url: "{service.url}", timeout_ms: 2000}}\n'
+        config = write_config(tmp_path / "exp.yaml", test="remote", models=remote)
+        uid = users_by_arm(config)["test"][0]
+        settings = Settings(database_url=pg_url, config_path=config, spool_dir=tmp_path / "sp")
+        with ServerThread(create_app(settings)) as gw:
+            assert httpx.get(f"{gw.url}/health").json()["models"]["remote"]["version"] is None
+            r = httpx.get(f"{gw.url}/post/recommendations/", params={"id": uid, "time": FEB})
+            assert r.status_code == 200 and r.json()["exp_group"] == "test"
+            row = logged(engine, r.headers["X-Request-ID"])
+            assert (row["model"], row["fallback"]) == ("popular", True)
+            assert metric(gw.url, "feedlab_backend_errors_total", reason="BackendError") == 1
+            assert httpx.get(f"{gw.url}/health").json()["exposures_dead_lettered"] == 0
     engine.dispose()

@@ -4,20 +4,20 @@ replay on restart, replay of an already-replayed spool."""
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from feedlab.gateway.app import create_app
-from feedlab.gateway.exposures import ConfigRecord, ExposureLog, ExposureRecord
+from feedlab.gateway.exposures import ConfigRecord, ExposureLog, ExposureRecord, _dumps
 from feedlab.gateway.settings import Settings
 from feedlab.gateway.state import gateway_engine
-from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import experiment_configs, exposure_items, exposures
-from sqlalchemy import Engine, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from feedlab.processes import free_port, serve_subprocess
 from tests.support.db import migrated
@@ -25,26 +25,15 @@ from tests.support.gateway import (
     LoadLoop,
     ServerThread,
     TcpProxy,
+    count,
+    proxied,
     seed_world,
+    upstream,
     wait_until,
     write_config,
 )
 
 pytestmark = pytest.mark.postgres
-
-
-def count(engine: Engine, table) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(table)).scalar_one()
-
-
-def proxied(pg_url: str, proxy: TcpProxy) -> str:
-    return make_url(pg_url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
-
-
-def upstream(pg_url: str) -> tuple[str, int]:
-    url = make_url(pg_url)
-    return url.host or "127.0.0.1", url.port or 5432
 
 
 @pytest.mark.slow
@@ -147,8 +136,8 @@ def test_replaying_the_same_spool_twice_stores_each_row_once(pg_url: str, tmp_pa
     """A crash after inserting a spool file but before deleting it must not duplicate rows."""
     migrated(pg_url).dispose()
     proxy = TcpProxy(upstream(pg_url))
-    engine = gateway_engine(proxied(pg_url, proxy))
-    direct = make_engine(pg_url)
+    engine = gateway_engine(Settings(database_url=proxied(pg_url, proxy)))
+    direct = migrated(pg_url)
     spool = tmp_path / "spool"
     try:
         proxy.sever()
@@ -191,6 +180,114 @@ def test_replaying_the_same_spool_twice_stores_each_row_once(pg_url: str, tmp_pa
             ).scalars()
             assert list(teams) == ["test", "control", "test"]
         assert row.seed == 2**62 + 1
+    finally:
+        proxy.sever()
+        engine.dispose()
+        direct.dispose()
+
+
+def test_a_poison_record_is_dead_lettered_and_the_others_are_written(pg_url: str, tmp_path: Path):
+    """One record the database refuses (an 86-character model version) among 1,000: 999 are
+    stored, the bad one is in the dead-letter file with the reason and counted in /metrics and
+    /health, and writes go on."""
+    engine = migrated(pg_url)
+    seed_world(engine)
+    settings = Settings(
+        database_url=pg_url,
+        config_path=write_config(tmp_path / "exp.yaml"),
+        spool_dir=tmp_path / "spool",
+        watch_config=False,
+    )
+    app = create_app(settings)
+    try:
+        with ServerThread(app) as server:
+            writer = app.state.gateway.exposure_log
+            good = [record(u) for u in range(999)]
+            poison = record(5)
+            poison.model_version = "v" * 86
+            for r in [*good[:500], poison, *good[500:]]:
+                writer.submit(r)
+            assert wait_until(lambda: count(engine, exposures) == 999, timeout=10)
+            (line,) = writer.dead_letter_path.read_bytes().splitlines()
+            entry = orjson.loads(line)
+            assert entry["record"]["request_id"] == poison.request_id
+            assert "StringDataRightTruncation" in entry["reason"] or "too long" in entry["reason"]
+            metrics = httpx.get(f"{server.url}/metrics").text
+            assert "feedlab_exposures_dead_lettered_total 1.0" in metrics
+            assert httpx.get(f"{server.url}/health").json()["exposures_dead_lettered"] == 1
+            r = httpx.get(f"{server.url}/post/recommendations/", params={"id": 1})
+            assert r.status_code == 200
+            assert wait_until(lambda: count(engine, exposures) == 1000, timeout=10)
+        with engine.connect() as conn:
+            stored = set(conn.execute(select(exposures.c.request_id)).scalars())
+        assert {r.request_id for r in good} <= stored
+        assert poison.request_id not in stored
+        assert not list((tmp_path / "spool").glob("*.jsonl"))
+    finally:
+        engine.dispose()
+
+
+def test_replay_goes_on_past_poison_records_and_unreadable_files(pg_url: str, tmp_path: Path):
+    migrated(pg_url).dispose()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    good = [record(u) for u in range(30)]
+    poison = record(99)
+    poison.exp_group = "g" * 65
+    first = b"".join(_dumps(r) for r in [*good[:10], poison, *good[10:20]])
+    (spool / "exposures-1.jsonl").write_bytes(first + b'{"kind": "exposure", "torn')
+    (spool / "exposures-2.jsonl").write_bytes(b"not json at all\n\x00\xff\n")
+    (spool / "exposures-3.jsonl").write_bytes(b"".join(_dumps(r) for r in good[20:]))
+    engine = gateway_engine(Settings(database_url=pg_url))
+    writer = ExposureLog(engine, spool, retry_interval=0.2)
+    try:
+        writer.start()
+        assert writer.flush(timeout=20)
+        writer.close()
+        assert count(engine, exposures) == 30
+        assert writer.stats.replayed == 30 and writer.stats.dead_lettered == 4
+        reasons = [
+            orjson.loads(x)["reason"] for x in writer.dead_letter_path.read_bytes().splitlines()
+        ]
+        assert sum("unreadable" in r for r in reasons) == 3
+        assert not list(spool.glob("*.jsonl"))
+    finally:
+        engine.dispose()
+
+
+def test_a_hung_database_is_cut_off_and_close_spools_within_the_grace(pg_url: str, tmp_path: Path):
+    """A proxy that stops forwarding (a stopped server): the writer's call is cut after
+    `db_timeout`, the batch spooled; `close` returns within its grace with nothing lost."""
+    migrated(pg_url).dispose()
+    proxy = TcpProxy(upstream(pg_url))
+    settings = Settings(database_url=proxied(pg_url, proxy), db_timeout=1, db_connect_timeout=1)
+    engine = gateway_engine(settings)
+    direct = migrated(pg_url)
+    spool = tmp_path / "spool"
+    try:
+        writer = ExposureLog(engine, spool, flush_interval=0.05, retry_interval=0.2, db_timeout=1)
+        writer.start()
+        writer.submit(record(1))
+        assert writer.flush(timeout=10)  # the pool holds a live connection now
+        proxy.hang()
+        records = [record(u) for u in range(2, 50)]
+        for r in records:
+            writer.submit(r)
+        start = time.monotonic()
+        writer.close(grace=3)
+        assert time.monotonic() - start < 6  # db_timeout + grace + slack: never stuck
+        assert writer.stats.dropped == 0
+        spooled = b"".join(p.read_bytes() for p in spool.glob("*.jsonl"))
+        assert {r.request_id for r in records} <= {
+            orjson.loads(x)["request_id"] for x in spooled.splitlines()
+        }
+        proxy.sever()
+        proxy.restore()
+        writer = ExposureLog(engine, spool, retry_interval=0.2, db_timeout=1)
+        writer.start()
+        assert writer.flush(timeout=20)
+        writer.close()
+        assert count(direct, exposures) == 49
     finally:
         proxy.sever()
         engine.dispose()

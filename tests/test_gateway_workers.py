@@ -3,18 +3,27 @@ on every other one (`gateway.feed_sync`)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from feedlab.gateway.feed_sync import FeedFollower, last_feed_id
+from feedlab.gateway.feed_sync import FeedFollower, follow_feed, last_feed_id
+from feedlab.storage.engine import make_engine
 from feedlab.storage.schema import feed
 from sqlalchemy import Engine, insert
 
 from feedlab.processes import free_port, serve_subprocess
 from tests.support.db import migrated
-from tests.support.gateway import seed_world, wait_until, write_config
+from tests.support.gateway import (
+    TcpProxy,
+    proxied,
+    seed_world,
+    upstream,
+    wait_until,
+    write_config,
+)
 
 AT = datetime(2024, 2, 1, 12)
 
@@ -33,10 +42,19 @@ def store(engine: Engine, *rows: tuple[str, int, int]) -> None:
             conn.execute(insert(feed), {**values, "id": row_id} if row_id else values)
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_follower_yields_each_foreign_row_once_also_when_ids_commit_out_of_order(engine):
     seed_world(engine)
     start = last_feed_id(engine)
-    follower = FeedFollower(engine, start, rewind_polls=3)
+    clock = Clock()
+    follower = FeedFollower(engine, start, gap_timeout=60, clock=clock)
     store(engine, ("a", 1, 0), ("b", 2, 0))
     assert [e.post_id for e in follower.take(follower.fetch())] == [1, 2]
     assert follower.take(follower.fetch()) == []
@@ -44,13 +62,21 @@ def test_follower_yields_each_foreign_row_once_also_when_ids_commit_out_of_order
     assert follower.claim(["mine", "a"]) == {"mine"}
     store(engine, ("mine", 3, 0))
     assert follower.take(follower.fetch()) == []
-    # a lower id committed after a higher one (concurrent PostgreSQL transactions)
+    # a lower id committed after a higher one (concurrent PostgreSQL transactions), even
+    # many polls later: the gap below the highest id is re-read until it fills
     store(engine, ("late-high", 4, start + 100))
     assert [e.post_id for e in follower.take(follower.fetch())] == [4]
-    store(engine, ("late-low", 5, start + 50))
-    assert [e.post_id for e in follower.take(follower.fetch())] == [5]
-    for _ in range(5):  # the floor moves past everything: nothing comes back
+    for _ in range(50):
+        clock.now += 0.1
         assert follower.take(follower.fetch()) == []
+    store(engine, ("late-low", 5, start + 50), ("late-low-2", 7, start + 51))
+    assert [e.post_id for e in follower.take(follower.fetch())] == [5, 7]
+    assert follower.take(follower.fetch()) == []
+    # a gap older than gap_timeout is given up (burnt ids): not queried any more
+    clock.now += 61
+    assert follower.take(follower.fetch()) == []
+    store(engine, ("too-late", 8, start + 60))
+    assert follower.take(follower.fetch()) == []
     store(engine, ("c", 6, start + 101))
     assert [e.post_id for e in follower.take(follower.fetch())] == [6]
 
@@ -85,4 +111,44 @@ def test_a_like_posted_to_one_worker_is_excluded_by_all(pg_url: str, tmp_path: P
             assert wait_until(lambda: all(top not in served() for _ in range(10)), timeout=10)
             assert all(top not in served() for _ in range(40))
     finally:
+        engine.dispose()
+
+
+def test_a_follower_gets_every_row_stored_while_its_database_link_was_down(pg_url: str):
+    """Model services and gateway workers poll the feed table: rows stored while a follower
+    could not reach the database arrive once it can, none skipped, each once."""
+    engine = migrated(pg_url)
+    seed_world(engine)
+    proxy = TcpProxy(upstream(pg_url))
+    via = make_engine(proxied(pg_url, proxy), pre_ping=False)
+    follower = FeedFollower(via, last_feed_id(engine), db_timeout=2)
+    got: list[int] = []
+
+    async def apply(events) -> None:
+        got.extend(e.post_id for e in events)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(follow_feed(follower, 0.05, stop, apply))
+        store(engine, ("before", 1, 0))
+        while got != [1]:
+            await asyncio.sleep(0.05)
+        proxy.sever()
+        store(engine, ("during-1", 2, 0), ("during-2", 3, 0))
+        await asyncio.sleep(0.5)  # several polls fail meanwhile
+        assert got == [1]
+        proxy.restore()
+        store(engine, ("after", 4, 0))
+        while len(got) < 4:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await task
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+        assert got == [1, 2, 3, 4]
+    finally:
+        proxy.sever()
+        via.dispose()
         engine.dispose()

@@ -5,7 +5,7 @@ the database connection without touching the real database server."""
 from __future__ import annotations
 
 import contextlib
-import select
+import select as io_select
 import socket
 import threading
 import time
@@ -20,7 +20,8 @@ import uvicorn
 from fastapi import FastAPI
 from feedlab.gateway.settings import Settings
 from feedlab.storage.schema import feed, posts, users
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, Table, func, insert, select
+from sqlalchemy.engine import make_url
 
 from feedlab.processes import free_port
 from tests.support.db import migrated
@@ -122,11 +123,15 @@ class ServerThread:
 
 class TcpProxy:
     """Loopback TCP proxy to `upstream`; `sever()` drops every connection and refuses new
-    ones (the database looks unreachable), `restore()` listens again on the same port."""
+    ones (the database looks unreachable), `restore()` listens again on the same port.
+    `hang()` stops forwarding without closing anything (a stopped or wedged server: the
+    kernel still accepts connections and data, nothing answers); `resume()` forwards again."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.port = free_port()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
@@ -156,8 +161,15 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
+        self._flowing.set()  # pumps waiting in a hang wake up and see their sockets closed
 
     close = sever
+
+    def hang(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -174,13 +186,15 @@ class TcpProxy:
                 self._conns += [client, server]
             threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
 
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
         peers = {a: b, b: a}
         try:
             while True:
-                ready, _, _ = select.select([a, b], [], [], 1.0)
+                self._flowing.wait()
+                ready, _, _ = io_select.select([a, b], [], [], 0.2)
                 for s in ready:
+                    if not self._flowing.is_set():
+                        break
                     data = s.recv(65536)
                     if not data:
                         return
@@ -193,12 +207,29 @@ class TcpProxy:
                     s.close()
 
 
+def proxied(url: str, proxy: TcpProxy) -> str:
+    """`url` with its host and port replaced by the proxy's."""
+    return make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+
+
+def upstream(url: str) -> tuple[str, int]:
+    parsed = make_url(url)
+    return parsed.host or "127.0.0.1", parsed.port or 5432
+
+
+def count(engine: Engine, table: Table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
 @dataclass
 class LoadResult:
     user_id: int
     status: int
     exp_group: str | None
     request_id: str | None
+    at: float = 0.0
+    """time.monotonic() when the response (or the failure) arrived."""
 
 
 class LoadLoop:
@@ -239,6 +270,10 @@ class LoadLoop:
     def failures(self) -> list[LoadResult]:
         return [r for r in self.results if r.status != 200]
 
+    @property
+    def ok(self) -> list[LoadResult]:
+        return [r for r in self.results if r.status == 200]
+
     def wait_for(self, n: int, timeout: float = 30.0) -> None:
         """Block until at least `n` more responses arrived (bounded)."""
         target = len(self.results) + n
@@ -267,5 +302,6 @@ class LoadLoop:
                     )
                 except httpx.HTTPError:
                     result = LoadResult(uid, 0, None, None)
+                result.at = time.monotonic()
                 with self._lock:
                     self.results.append(result)
