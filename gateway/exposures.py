@@ -106,8 +106,8 @@ def _exposures(records: Sequence[Record]) -> int:
 def _is_content_error(exc: Exception) -> bool:
     """The database (or the driver, binding values) refused this data, not the connection:
     retrying the same rows can never succeed."""
-    if isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError):
-        return True
+    if isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError | TypeError | ValueError):
+        return True  # TypeError / ValueError: a record whose rows cannot even be built
     return isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError)
 
 
@@ -221,7 +221,6 @@ class ExposureLog:
     def submit(self, record: Record) -> None:
         """Hand a record to the writer. In `async` mode this never waits; in `sync` mode it
         returns once the record is on disk (use `log` from the event loop)."""
-        self._count(submitted=1)
         writer_gone = self._thread is None or self._stop.is_set()
         direct = self.durability == "sync" or writer_gone
         if direct and (self._spool([record], count_drop=writer_gone) or writer_gone):

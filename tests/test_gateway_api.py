@@ -52,7 +52,7 @@ def test_timestamps_out_of_range_get_422_naming_the_field(gateway: Gateway):
         assert r.status_code == 422, ts
         assert "timestamp" in r.json()["message"] and "1970-2099" in r.json()["message"]
         batch = gateway_post(gateway, "/feed", [event, {**event, "timestamp": ts}])
-        assert batch.status_code == 422 and "1.timestamp" in batch.json()["message"]
+        assert batch.status_code == 422 and "[1]: timestamp" in batch.json()["message"]
     edge = gateway_post(gateway, "/feed", {**event, "timestamp": "2099-12-31T23:59:59-05:00"})
     assert edge.status_code == 200  # as written in range; 2100-01-01T04:59:59 in UTC
     assert gateway_post(gateway, "/feed", {**event, "user_id": True}).status_code == 422
@@ -135,7 +135,8 @@ def test_arbitrary_datetimes_offsets_and_ids_never_get_a_server_error(gateway: G
 def test_schemathesis_all_checks_find_no_server_error_and_no_schema_violation(
     gateway: Gateway, tmp_path: Path
 ):
-    """Every operation, admin included (with the token; `ignored_auth` probes without it).
+    """Every operation, admin included (with the token; `ignored_auth` probes without it),
+    every check but `positive_data_acceptance` (see the comment below).
     `filter_too_much` is a generation health check: the timestamp pattern (years 1970-2099)
     on top of the date-time format rejects most generated candidates, by design."""
     cli = Path(sys.executable).parent / "schemathesis"
@@ -146,6 +147,10 @@ def test_schemathesis_all_checks_find_no_server_error_and_no_schema_violation(
             f"{gateway.url}/openapi.json",
             "--checks",
             "all",
+            # a schema-valid event naming a post the gateway does not know is refused (422):
+            # no JSON schema can express the set of posts loaded at start-up
+            "--exclude-checks",
+            "positive_data_acceptance",
             "--max-examples",
             "25",
             "--workers",
