@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Computed,
     DateTime,
     Float,
     Index,
@@ -101,6 +102,12 @@ class Exposure(Base):
     model: Mapped[str] = mapped_column(String(64), nullable=False)
     model_version: Mapped[str | None] = mapped_column(String(MODEL_VERSION_CHARS))
     post_ids: Mapped[list] = mapped_column(JSON, nullable=False)
+    n_posts: Mapped[int | None] = mapped_column(
+        Integer, Computed("json_array_length(post_ids)", persisted=True)
+    )
+    """How many posts were served, generated and stored by the database: the analysis sums it
+    over millions of exposures, and parsing each JSON array again in every analysis cost more
+    than the rest of that scan."""
     fallback: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     seed: Mapped[int | None] = mapped_column(BigInteger)

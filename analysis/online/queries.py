@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from feedlab.analysis.online.results import ArmSums, BucketSums, CovariateSums, Guardrail, LookSums
-from feedlab.analysis.online.sqlfuncs import add_seconds, day_of, json_length
+from feedlab.analysis.online.sqlfuncs import add_seconds, day_of
 from feedlab.storage.schema import LIKE, exposure_items, exposures, feed
 from sqlalchemy import (
     BigInteger,
@@ -397,7 +397,7 @@ class Workspace:
             e.user_id,
             day_of(e.ts).label("day"),
             one.label("n_exp"),
-            json_length(e.post_ids).label("n_items"),
+            e.n_posts.label("n_items"),
             *(zero.label(k) for k in ("hits", "liked", *SEEN)),
         ).where(sel.condition())
         credited = sel.condition(on=self.cr)
@@ -688,7 +688,7 @@ def _exposure_sums(credited: Table, pre: tuple[datetime, datetime]) -> Select:
     non-QA exposure in the pre-period (any experiment), with its credited likes."""
     e, c = exposures.c, credited.c
     zero, one = literal(0), literal(1)
-    served = select(e.user_id, one, json_length(e.post_ids), zero, zero).where(
+    served = select(e.user_id, one, e.n_posts, zero, zero).where(
         e.ts >= pre[0], e.ts < pre[1], e.qa.is_(False)
     )
     liked = (

@@ -55,20 +55,3 @@ def _day_pg(element: day_of, compiler: Any, **kw: Any) -> str:
     return (
         f"(CAST({compiler.process(next(iter(element.clauses)), **kw)} AS date) - DATE '1970-01-01')"
     )
-
-
-class json_length(FunctionElement):
-    """Length of a JSON array column (the served post ids of an exposure)."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(json_length, "sqlite")
-def _json_len_sqlite(element: json_length, compiler: Any, **kw: Any) -> str:
-    return f"json_array_length({compiler.process(next(iter(element.clauses)), **kw)})"
-
-
-@compiles(json_length, "postgresql")
-def _json_len_pg(element: json_length, compiler: Any, **kw: Any) -> str:
-    return f"json_array_length(CAST({compiler.process(next(iter(element.clauses)), **kw)} AS json))"
