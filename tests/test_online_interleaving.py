@@ -37,8 +37,11 @@ experiments:
 T = datetime(2024, 2, 1, 10)
 
 
-def store(engine: Engine, served: list[tuple], likes: list[tuple]) -> None:
-    """served: (request_id, user, minutes, [(post, team)], fallback); likes: (user, post, min)."""
+def store(
+    engine: Engine, served: list[tuple], likes: list[tuple], qa: frozenset[str] = frozenset()
+) -> None:
+    """served: (request_id, user, minutes, [(post, team)], fallback); likes: (user, post, min);
+    qa: the request ids served as QA requests."""
     exp_rows, item_rows = [], []
     for rid, user, minutes, posts, fallback in served:
         ts = T + timedelta(minutes=minutes)
@@ -55,6 +58,7 @@ def store(engine: Engine, served: list[tuple], likes: list[tuple]) -> None:
                 post_ids=[p for p, _ in posts],
                 fallback=fallback,
                 seed=7,
+                qa=rid in qa,
             )
         )
         item_rows += [
@@ -107,6 +111,31 @@ def test_credits_go_to_the_latest_exposure_within_the_window(engine: Engine) -> 
     assert (pref["wins"], pref["ties"], pref["losses"]) == (1, 1, 1)
     assert (phase["exposures"], phase["fallbacks"]) == (5, 1)
     assert [(b["control"], b["test"]) for b in phase["balance"]] == [(3, 1), (1, 3)]
+
+
+def test_qa_exposures_are_never_analysed(engine: Engine) -> None:
+    """QA requests count no user, exposure or team, and a QA re-serve of a post takes the
+    credit of a later like away instead of handing it to the older exposure."""
+    served = [
+        ("r1", 1, 0, [(11, "control"), (12, "test")], False),
+        ("r2", 2, 0, [(21, "test"), (22, "control")], False),
+    ]
+    qa_served = [
+        ("q1", 1, 20, [(12, "control"), (11, "test")], False),  # re-serves 11 and 12
+        ("q2", 9, 5, [(91, "test"), (92, "control")], False),  # a QA-only user
+    ]
+    likes = [(1, 11, 30), (1, 12, 10), (2, 21, 5), (9, 91, 6)]
+    store(engine, served + qa_served, likes, qa=frozenset({"q1", "q2"}))
+    with engine.connect() as conn:
+        credits = user_credits(conn, "il", "v1", ("control", "test"), 3600)
+    assert credits.user_ids.tolist() == [1, 2]
+    # (1, 12) at 10 min: before the QA re-serve, r1's test; (1, 11) at 30 min: q1's, dropped
+    assert credits.control.tolist() == [0, 0]
+    assert credits.test.tolist() == [1, 1]
+    (phase,) = analyze_interleaving(engine, "il", n_boot=100)["phases"]
+    assert (phase["exposures"], phase["qa_exposures_excluded"]) == (2, 2)
+    assert phase["credited_likes"] == {"control": 0, "test": 2}
+    assert [(b["control"], b["test"]) for b in phase["balance"]] == [(1, 1), (1, 1)]
 
 
 def random_log(seed: int, users: int = 60) -> tuple[list[tuple], list[tuple]]:

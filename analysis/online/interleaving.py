@@ -6,6 +6,9 @@ user in the phase whose time is at most `window` before the like (the same windo
 so a like counts once however often the post was shown; it credits the arm that contributed the
 post there. Likes whose latest exposure was a fallback (one arm's list served whole) credit
 nobody: such a list is no comparison. Every user exposed in the phase counts, with 0/0 as a tie.
+
+QA exposures (marked by the gateway) are never analysed, as in the A/B analysis: they count no
+user, no exposure and no team, and a like whose latest exposure was a QA one credits nobody.
 """
 
 from __future__ import annotations
@@ -39,21 +42,24 @@ class Credits:
 
 
 def interleaving_phases(conn: Connection, experiment: str) -> list[dict]:
-    """Config versions under which `experiment` interleaved, in order of first exposure."""
+    """Config versions under which `experiment` interleaved (non-QA exposures), in order of
+    first exposure, with their QA exposures counted in the same scan."""
     e = exposures.c
+    real = e.qa.is_(False)
     q = (
         select(
             e.config_version,
-            func.min(e.ts).label("start"),
-            func.max(e.ts).label("end"),
-            func.count().label("exposures"),
-            func.sum(case((e.fallback, 1), else_=0)).label("fallbacks"),
+            func.min(case((real, e.ts))).label("start"),
+            func.max(case((real, e.ts))).label("end"),
+            func.sum(case((real, 1), else_=0)).label("exposures"),
+            func.sum(case((and_(real, e.fallback), 1), else_=0)).label("fallbacks"),
+            func.sum(case((real, 0), else_=1)).label("qa_exposures"),
         )
         .where(e.experiment == experiment, e.exp_group == INTERLEAVED_GROUP)
         .group_by(e.config_version)
-        .order_by(func.min(e.ts))
+        .order_by(func.min(case((real, e.ts))))
     )
-    return [dict(r._mapping) for r in conn.execute(q)]
+    return [dict(r._mapping) for r in conn.execute(q) if r.exposures]
 
 
 def is_interleaving(engine: Engine, experiment: str) -> bool:
@@ -78,19 +84,24 @@ def arm_names(conn: Connection, experiment: str, version: str) -> tuple[str, str
     return exp.arms[0].name, exp.arms[1].name
 
 
-def _phase(experiment: str, version: str) -> ColumnElement[bool]:
+def _phase(experiment: str, version: str, qa: bool | None = False) -> ColumnElement[bool]:
+    """The phase's exposures: non-QA ones, or (qa=None) all of them."""
     e = exposures.c
-    return and_(
+    cond = and_(
         e.experiment == experiment,
         e.config_version == version,
         e.exp_group == INTERLEAVED_GROUP,
     )
+    return cond if qa is None else and_(cond, e.qa.is_(qa))
 
 
 def user_credits(
     conn: Connection, experiment: str, version: str, arms: tuple[str, str], window_s: float
 ) -> Credits:
-    """Every exposed user's credited likes per arm (see the module docstring)."""
+    """Every exposed user's credited likes per arm (see the module docstring). The latest
+    exposure is found among all of the phase's, QA ones included, and only then QA is dropped,
+    so a QA request that re-served a post takes its credit out rather than handing it to an
+    older exposure."""
     e, i, f = exposures.c, exposure_items.c, feed.c
     cond = _phase(experiment, version)
     lo, hi = conn.execute(select(func.min(e.ts), func.max(e.ts)).where(cond)).one()
@@ -100,18 +111,19 @@ def user_credits(
             f.user_id,
             i.team,
             e.fallback,
+            e.qa,
             func.row_number()
             .over(partition_by=f.id, order_by=(i.ts.desc(), i.request_id.desc()))
             .label("latest"),
         )
         .select_from(likes_on_served())
-        .where(cond, *liked_within(lo, hi, window_s))
+        .where(_phase(experiment, version, qa=None), *liked_within(lo, hi, window_s))
         .subquery("candidates")
     )
     c = candidates.c
     credited = (
         select(c.user_id, c.team, func.count().label("likes"))
-        .where(c.latest == 1, c.fallback.is_(False), c.team.in_(arms))
+        .where(c.latest == 1, c.fallback.is_(False), c.qa.is_(False), c.team.in_(arms))
         .group_by(c.user_id, c.team)
     )
     users = conn.execute(select(e.user_id).where(cond).distinct().order_by(e.user_id)).scalars()
@@ -217,6 +229,7 @@ def _phase_report(
         "exposures": int(phase["exposures"]),
         "fallbacks": int(phase["fallbacks"] or 0),
         "fallback_rate": float(phase["fallbacks"] or 0) / int(phase["exposures"]),
+        "qa_exposures_excluded": int(phase["qa_exposures"] or 0),
         "control": arms[0],
         "test": arms[1],
         "credited_likes": {arms[0]: int(credits.control.sum()), arms[1]: int(credits.test.sum())},

@@ -100,6 +100,7 @@ def print_interleaving(report: dict, console: Console | None = None) -> None:
         console.print(b)
         console.print(
             f"exposures {p['exposures']}, fallbacks {p['fallbacks']} "
-            f"({fmt_pct0(p['fallback_rate'])}, not credited); users needed at "
+            f"({fmt_pct0(p['fallback_rate'])}, not credited), {p['qa_exposures_excluded']} QA "
+            f"exposures excluded; users needed at "
             f"{p['power']:.0%} power for the observed Δ: {p['users_needed_for_observed_delta']}"
         )
