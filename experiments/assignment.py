@@ -39,6 +39,8 @@ class Assignment:
     exp_group: str
     model: str
     teams: tuple[tuple[str, str], ...] = ()
+    qa: bool = False
+    """A QA user forced into this arm by the experiment's `qa_users` (never analysed)."""
 
 
 def hash_value(user_id: int, salt: str) -> int:
@@ -90,15 +92,31 @@ def _compile(exp: Experiment) -> _CompiledExperiment:
     )
 
 
+def forced_users(config: ExperimentsConfig) -> dict[int, Assignment]:
+    """QA users of the running experiments and the arm each is forced into (the config
+    lists a QA user once, so no rule overrides another)."""
+    forced = {}
+    for exp in (e for e in config.experiments if e.status == "running"):
+        models = {arm.name: arm.model for arm in exp.arms}
+        for arm, users in exp.qa_users.items():
+            forced.update({u: Assignment(exp.name, arm, models[arm], qa=True) for u in users})
+    return forced
+
+
 class Assigner:
-    """The config compiled for fast lookups: running experiments in declared order (the first
-    that takes the user wins), then the default model."""
+    """The config compiled for fast lookups: QA users' forced arms first, then running
+    experiments in declared order (the first that takes the user wins), then the default
+    model."""
 
     def __init__(self, config: ExperimentsConfig):
+        self._forced = forced_users(config)
         self._experiments = [_compile(e) for e in config.experiments if e.status == "running"]
         self._default = Assignment(None, DEFAULT_GROUP, config.default_model)
 
     def assign(self, user_id: int) -> Assignment:
+        forced = self._forced.get(user_id)
+        if forced is not None:
+            return forced
         for exp in self._experiments:
             hit = exp.assign(user_id)
             if hit is not None:
@@ -111,10 +129,14 @@ def assign(config: ExperimentsConfig, user_id: int) -> Assignment:
     return Assigner(config).assign(user_id)
 
 
+def _sql_text(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _hash_sql(user_id_sql: str, salt: str) -> str:
     """PostgreSQL numeric expression equal to `hash_value` (md5 read as a 128-bit integer)."""
-    salt_lit = "'" + salt.replace("'", "''") + "'"
-    md5 = f"md5(CAST({user_id_sql} AS TEXT) || {salt_lit})"
+    md5 = f"md5(CAST({user_id_sql} AS TEXT) || {_sql_text(salt)})"
     parts = []
     for i, power in enumerate((96, 64, 32, 0)):
         chunk = f"('x' || lpad(substr({md5}, {8 * i + 1}, 8), 16, '0'))::bit(64)::bigint::numeric"
@@ -125,15 +147,17 @@ def _hash_sql(user_id_sql: str, salt: str) -> str:
 def assignment_sql(config: ExperimentsConfig, user_id_sql: str = "user_id") -> str:
     """A PostgreSQL CASE expression giving the exp_group of `user_id_sql`, same as `assign`.
     Analysts use it to reproduce or audit assignment inside the database."""
-    whens = []
+    whens = [
+        f"WHEN {user_id_sql} = {user} THEN {_sql_text(arm.exp_group)}"
+        for user, arm in forced_users(config).items()
+    ]
     for exp in (e for e in config.experiments if e.status == "running"):
         c = _compile(exp)
         h = _hash_sql(user_id_sql, exp.salt)
         inside = f"mod({h}, {BUCKETS}) < {c.traffic_buckets}"
         slot = f"mod(div({h}, {BUCKETS}), {BUCKETS})"
         for bound, arm in zip(c.bounds, c.arms, strict=True):
-            group = arm.exp_group.replace("'", "''")
-            whens.append(f"WHEN {inside} AND {slot} < {bound} THEN '{group}'")
+            whens.append(f"WHEN {inside} AND {slot} < {bound} THEN {_sql_text(arm.exp_group)}")
     if not whens:
         return f"'{DEFAULT_GROUP}'"
     return "CASE " + " ".join(whens) + f" ELSE '{DEFAULT_GROUP}' END"

@@ -67,6 +67,9 @@ class Experiment(_Strict):
     design: Literal["ab", "interleaving"] = AB
     primary_metric: DecisionMetric = DEFAULT_DECISION_METRIC
     """The decision metric: tested at full alpha; the other metrics are secondary."""
+    qa_users: dict[Name, list[int]] = {}
+    """Force rules for QA: arm name -> user ids served that arm while the experiment runs,
+    whatever their hash says; their exposures are marked QA and never analysed."""
 
 
 class InprocessModel(_Strict):
@@ -151,6 +154,8 @@ def config_version(config: ExperimentsConfig) -> str:
             del exp["design"]
         if exp["primary_metric"] == DEFAULT_DECISION_METRIC:
             del exp["primary_metric"]
+        if not exp["qa_users"]:
+            del exp["qa_users"]
         for arm in exp["arms"]:
             if arm["weight"] is None:
                 del arm["weight"]
@@ -221,6 +226,7 @@ def _cross_checks(data: dict[str, Any], lines: dict[Loc, int]) -> list[ConfigIss
         add(("default_model",), f"model {data['default_model']!r} is not declared under models")
     experiments = data.get("experiments")
     seen_exp: set[str] = set()
+    qa_seen: dict[object, str] = {}
     for i, exp in enumerate(experiments if isinstance(experiments, list) else []):
         if not isinstance(exp, dict):
             continue
@@ -250,6 +256,41 @@ def _cross_checks(data: dict[str, Any], lines: dict[Loc, int]) -> list[ConfigIss
                 add((*loc, "model"), f"model {arm['model']!r} is not declared under models")
         if exp.get("design") == INTERLEAVING and isinstance(arms, list):
             issues.extend(_interleaving_checks(arms, ("experiments", i), lines))
+        if isinstance(exp.get("qa_users"), dict):
+            where = f"experiment {name!r}"
+            issues.extend(_qa_checks(exp, seen_arm, where, qa_seen, ("experiments", i), lines))
+    return issues
+
+
+def _qa_checks(
+    exp: dict[str, Any],
+    arms: set[str],
+    where: str,
+    seen: dict[object, str],
+    loc: Loc,
+    lines: dict[Loc, int],
+) -> list[ConfigIssue]:
+    """Force rules name an arm of their own A/B experiment, and a QA user is listed once in
+    the file, so its arm never depends on the order of the experiments (`seen`: user -> where
+    it was listed first)."""
+    issues: list[ConfigIssue] = []
+    qloc = (*loc, "qa_users")
+    if exp.get("design", AB) != AB:
+        message = "qa_users needs design ab (interleaving shows every user both arms)"
+        return [ConfigIssue(_dotted(qloc), _line_of(qloc, lines), message)]
+    for arm, users in exp["qa_users"].items():
+        if arm not in arms:
+            message = f"no arm named {arm!r} in this experiment (arms: {sorted(arms)})"
+            aloc = (*qloc, arm)
+            issues.append(ConfigIssue(_dotted(aloc), _line_of(aloc, lines), message))
+        for k, user in enumerate(users if isinstance(users, list) else []):
+            if not isinstance(user, int):
+                continue  # the schema reports it
+            if user in seen:
+                uloc = (*qloc, arm, k)
+                message = f"user {user} is already a QA user of {seen[user]}"
+                issues.append(ConfigIssue(_dotted(uloc), _line_of(uloc, lines), message))
+            seen.setdefault(user, f"{where}, arm {arm!r}")
     return issues
 
 

@@ -84,7 +84,7 @@ async def serve(
             latency_ms=round(latency * 1000, 3),
             teams=picked.teams,
             seed=picked.seed,
-            qa=qa,
+            qa=qa or who.qa,
         )
     )
     state.metrics.requests.labels(who.experiment or "", who.exp_group).inc()

@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from feedlab.analysis.online.analyze import Options, analyze
+from feedlab.experiments.assignment import Assigner
+from feedlab.experiments.config import load_config
 from feedlab.gateway.app import create_app
 from feedlab.gateway.settings import Settings
 from feedlab.storage.schema import exposures
@@ -49,19 +52,25 @@ def _report(engine) -> dict:
     return comparable(analyze(engine, "exp1", options=Options(n_boot=100)))
 
 
-@pytest.fixture
-def gateway(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[str, Engine]]:
+@contextmanager
+def _serve(sqlite_url: str, config: Path, spool: Path) -> Iterator[tuple[str, Engine]]:
     """A real gateway (uvicorn) on a seeded SQLite world: its URL and the engine."""
     engine = migrated(sqlite_url)
     seed_world(engine)
-    settings = Settings(
-        database_url=sqlite_url,
-        config_path=write_config(tmp_path / "exp.yaml"),
-        spool_dir=tmp_path / "spool",
-    )
+    settings = Settings(database_url=sqlite_url, config_path=config, spool_dir=spool)
     with ServerThread(create_app(settings)) as server:
         yield server.url, engine
     engine.dispose()
+
+
+@pytest.fixture
+def gateway(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[str, Engine]]:
+    with _serve(sqlite_url, write_config(tmp_path / "exp.yaml"), tmp_path / "spool") as served:
+        yield served
+
+
+def _hashed_arm(config: Path, user: int) -> str:
+    return Assigner(load_config(config).config).assign(user).exp_group
 
 
 def test_readme_curl_calls_are_qa_traffic_and_change_nothing(gateway):
@@ -106,6 +115,36 @@ def test_readme_curl_calls_are_qa_traffic_and_change_nothing(gateway):
     assert phase["health"]["qa_exposures_excluded"] == len(calls)
     phase["health"]["qa_exposures_excluded"] = 0
     assert after == before
+
+
+def test_qa_users_of_the_yaml_get_their_forced_arm_and_are_never_analysed(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "exp.yaml")
+    user = next(u for u in range(1, 11) if _hashed_arm(config, u) == "control")
+    text = config.read_text().replace("models:", f"    qa_users: {{test: [{user}]}}\nmodels:")
+    config.write_text(text)
+    with _serve(sqlite_url, config, tmp_path / "spool") as (url, engine):
+        for day in range(2):
+            for u in (user, user % 10 + 1):
+                at = (START + timedelta(days=day, hours=u)).isoformat()
+                r = httpx.get(f"{url}/post/recommendations/", params={"id": u, "time": at})
+                assert r.status_code == 200, r.text
+                if u == user:
+                    assert r.json()["exp_group"] == "test"
+
+        def logged() -> list[tuple]:
+            q = select(exposures.c.user_id, exposures.c.exp_group, exposures.c.qa)
+            with engine.connect() as conn:
+                return sorted(conn.execute(q).all())
+
+        assert wait_until(lambda: len(logged()) == 4, timeout=30)
+        rows = logged()
+        assert [r for r in rows if r[0] == user] == [(user, "test", True)] * 2
+        assert not any(qa for u, _, qa in rows if u != user)
+        phase = _report(engine)["phases"][0]
+        assert phase["health"]["qa_exposures_excluded"] == 2
+        assert sum(phase["users"].values()) == 1
 
 
 def test_the_qa_header_must_be_a_boolean(gateway):

@@ -21,7 +21,11 @@ N = 20_000
 
 
 def make_config(
-    salt: str = "s1", traffic: float = 100, weights: tuple = (50, 50), status: str = "running"
+    salt: str = "s1",
+    traffic: float = 100,
+    weights: tuple = (50, 50),
+    status: str = "running",
+    qa_users: str = "{}",
 ) -> ExperimentsConfig:
     arms = "\n".join(
         f"      - {{name: arm{i}, model: popular, weight: {w}}}" for i, w in enumerate(weights)
@@ -33,6 +37,7 @@ experiments:
     status: {status}
     salt: "{salt}"
     traffic: {traffic}
+    qa_users: {qa_users}
     arms:
 {arms}
 """
@@ -105,6 +110,31 @@ def test_sql_expression_reproduces_assignment(pg_engine: Engine) -> None:
     assigner = Assigner(cfg)
     assert groups == {uid: assigner.assign(uid).exp_group for uid in ids}
     assert set(groups.values()) == {"arm0", "arm1", "arm2", "default"}
+
+
+def test_qa_users_get_their_forced_arm_and_nobody_else_moves() -> None:
+    plain = Assigner(make_config(traffic=50))
+    # users the hash puts in arm0, in arm1 and outside the experiment
+    by_group: dict[str, list[int]] = {}
+    for u in range(200):
+        by_group.setdefault(plain.assign(u).exp_group, []).append(u)
+    a0, a1, out = by_group["arm0"][0], by_group["arm1"][0], by_group["default"][0]
+    forced = Assigner(make_config(traffic=50, qa_users=f"{{arm1: [{a0}, {out}], arm0: [{a1}]}}"))
+    assert [forced.assign(u).exp_group for u in (a0, out, a1)] == ["arm1", "arm1", "arm0"]
+    assert all(forced.assign(u).qa for u in (a0, out, a1))
+    others = [u for u in range(N) if u not in (a0, out, a1)]
+    assert [forced.assign(u) for u in others] == [plain.assign(u) for u in others]
+    assert not any(forced.assign(u).qa for u in others)
+    stopped = Assigner(make_config(status="stopped", qa_users=f"{{arm1: [{a0}]}}"))
+    assert stopped.assign(a0).exp_group == "default" and not stopped.assign(a0).qa
+
+
+@pytest.mark.postgres
+def test_sql_expression_reproduces_forced_qa_arms(pg_engine: Engine) -> None:
+    cfg = make_config(traffic=30, qa_users="{arm0: [1, 5, 9], arm1: [2, 10000000000]}")
+    ids = [*range(0, 600, 1), 10**10]
+    assigner = Assigner(cfg)
+    assert sql_groups(pg_engine, cfg, ids) == {uid: assigner.assign(uid).exp_group for uid in ids}
 
 
 def sql_groups(engine: Engine, config: ExperimentsConfig, ids: list[int]) -> dict[int, str]:

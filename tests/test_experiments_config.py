@@ -197,3 +197,55 @@ def test_design_and_absent_weights_leave_existing_versions_alone() -> None:
     explicit = GOOD.replace("traffic: 100", "traffic: 100\n    design: ab")
     assert parse_config(explicit).version == parse_config(GOOD).version
     assert parse_config(INTERLEAVED).version != parse_config(GOOD).version
+
+
+ARMS_END = "      - {name: test,    model: test,    weight: 50}\n"
+QA = GOOD.replace(ARMS_END, ARMS_END + "    qa_users: {control: [1, 2], test: [3]}\n")
+
+
+def test_qa_users_force_arms_and_make_a_new_version() -> None:
+    loaded = parse_config(QA)
+    assert loaded.config.experiments[0].qa_users == {"control": [1, 2], "test": [3]}
+    assert loaded.version != parse_config(GOOD).version
+
+
+@pytest.mark.parametrize(
+    ("new", "field", "line", "message"),
+    [
+        ("{control: [1, 2], ghost: [3]}", "experiments[0].qa_users.ghost", 10, "no arm named"),
+        ("{control: [1, 2], test: [2]}", "experiments[0].qa_users.test[0]", 10, "user 2 is"),
+        ("{control: [one]}", "experiments[0].qa_users.control[0]", 10, "integer"),
+        ("[1, 2]", "experiments[0].qa_users", 10, "dictionary"),
+    ],
+)
+def test_qa_user_errors_name_field_and_line(new: str, field: str, line: int, message: str) -> None:
+    text = QA.replace("{control: [1, 2], test: [3]}", new)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="exp.yaml")
+    found = {(i.field, i.line): i.message for i in info.value.issues}
+    assert (field, line) in found, info.value
+    assert message in found[(field, line)]
+
+
+def test_a_qa_user_is_listed_once_in_the_file() -> None:
+    second = (
+        "  - name: other\n    status: running\n    salt: o\n    traffic: 100\n"
+        "    arms: [{name: a, model: control, weight: 1}]\n    qa_users: {a: [3]}\n"
+    )
+    text = QA.replace("models:\n", second + "models:\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="exp.yaml")
+    (issue,) = info.value.issues
+    assert (issue.field, issue.line) == ("experiments[1].qa_users.a[0]", 16)
+    assert "already a QA user of experiment 'bert_vs_catboost', arm 'test'" in issue.message
+
+
+def test_qa_users_need_an_ab_design() -> None:
+    text = (
+        QA.replace("traffic: 100", "traffic: 100\n    design: interleaving")
+        .replace(", weight: 50", "")
+        .replace(",    weight: 50", "")
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="exp.yaml")
+    assert [(i.field, i.line) for i in info.value.issues] == [("experiments[0].qa_users", 11)]
