@@ -31,8 +31,9 @@ def request_seed(request_id: str) -> int:
 def team_draft(a: Sequence[int], b: Sequence[int], limit: int, seed: int) -> Interleaved:
     """Merge rankings `a` (team 0) and `b` (team 1) into at most `limit` distinct posts.
 
-    Stops when `limit` posts are taken or a team has no post left to give, so the two teams'
-    sizes never differ by more than one (a team's leftover posts would tilt the credit)."""
+    Stops, before the coin is tossed, as soon as either team has no post left to give (the
+    original algorithm's loop condition): stopping after the toss would hand the last rank to
+    the team with the longer list whenever the coin chose the other, tilting the credit."""
     coin = random.Random(seed)
     ranked = (a, b)
     cursor = [0, 0]
@@ -41,16 +42,17 @@ def team_draft(a: Sequence[int], b: Sequence[int], limit: int, seed: int) -> Int
     teams: list[int] = []
     sizes = [0, 0]
     while len(post_ids) < limit:
+        for t in (0, 1):
+            while cursor[t] < len(ranked[t]) and ranked[t][cursor[t]] in taken:
+                cursor[t] += 1
+        if cursor[0] == len(a) or cursor[1] == len(b):
+            break
         # the smaller team picks; a fair coin decides when they are level
         team = coin.getrandbits(1) if sizes[0] == sizes[1] else int(sizes[1] < sizes[0])
-        ranking, i = ranked[team], cursor[team]
-        while i < len(ranking) and ranking[i] in taken:
-            i += 1
-        if i == len(ranking):
-            break
-        cursor[team] = i + 1
-        taken.add(ranking[i])
-        post_ids.append(ranking[i])
+        post = ranked[team][cursor[team]]
+        cursor[team] += 1
+        taken.add(post)
+        post_ids.append(post)
         teams.append(team)
         sizes[team] += 1
     return Interleaved(post_ids, teams)
