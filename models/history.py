@@ -2,9 +2,10 @@
 
 Every query takes `at` and sees only events with `timestamp < at` (strictly), however late they
 were added. Events live in a consolidated, time-sorted numpy store plus a small delta of events
-added online (in any order); the delta is folded in once it grows, so `add` stays cheap and
-queries stay exact. Per-post counts before t come from cumulative checkpoints every C events
-plus a `bincount` of at most C events, so popularity at any t costs microseconds, not a scan.
+added online (in any order, appended to growable arrays); the delta is folded in once it grows,
+so `add` stays cheap and queries stay exact. Per-post counts before t come from cumulative
+checkpoints every C events plus a `bincount` of at most C events, so popularity at any t costs
+microseconds, not a scan.
 Times are int64 microseconds since the Unix epoch (naive UTC) internally.
 """
 
@@ -201,6 +202,42 @@ class _Store:
         return self.u_ts[lo:hi], self.u_p[lo:hi], self.u_like[lo:hi]
 
 
+class _Delta:
+    """Events added since the last consolidation, in arrival order, in growable arrays: an
+    append writes one slot (capacity doubles when full), so `POST /feed` between requests
+    never makes the next request rebuild the delta's arrays from scratch."""
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._ts = np.empty(0, np.int64)
+        self._u = np.empty(0, np.int64)
+        self._p = np.empty(0, np.int64)
+        self._like = np.empty(0, bool)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, ts: int, u: int, p: int, like: bool) -> None:
+        if self._n == len(self._ts):
+            self._ts, self._u, self._p, self._like = (
+                self._grown(a) for a in (self._ts, self._u, self._p, self._like)
+            )
+        i = self._n
+        self._ts[i], self._u[i], self._p[i], self._like[i] = ts, u, p, like
+        self._n += 1
+
+    def _grown(self, a: np.ndarray) -> np.ndarray:
+        out = np.empty(max(1024, 2 * self._n), a.dtype)
+        out[: self._n] = a[: self._n]
+        return out
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ts_us, user positions, post positions, is_like) views of the filled slots; later
+        appends only write past them (or into new arrays), so a view never changes."""
+        n = self._n
+        return self._ts[:n], self._u[:n], self._p[:n], self._like[:n]
+
+
 class History:
     """Feed events by time; every query is point-in-time (strictly before `at`).
 
@@ -216,9 +253,8 @@ class History:
         self._lock = threading.RLock()
         empty = np.empty(0, np.int64)
         self._store = _Store(empty, empty, empty, np.empty(0, bool), 0, 0)
-        self._delta: list[tuple[int, int, int, bool]] = []
+        self._delta = _Delta()
         self._delta_by_user: dict[int, list[int]] = {}
-        self._delta_arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # construction -----------------------------------------------------------------------
 
@@ -286,8 +322,7 @@ class History:
                 u = self._position(self.users, e.user_id)
                 p = self._position(self.posts, e.post_id)
                 self._delta_by_user.setdefault(u, []).append(len(self._delta))
-                self._delta.append((to_us(e.timestamp), u, p, e.action == "like"))
-            self._delta_arrays = None
+                self._delta.append(to_us(e.timestamp), u, p, e.action == "like")
             if len(self._delta) > max(self.DELTA_MIN, len(self._store) // 10):
                 self._consolidate()
 
@@ -307,22 +342,10 @@ class History:
             len(self.users),
             len(self.posts),
         )
-        self._delta, self._delta_by_user, self._delta_arrays = [], {}, None
+        self._delta, self._delta_by_user = _Delta(), {}
 
     def _delta_np(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if self._delta_arrays is None:
-            if self._delta:
-                ts, u, p, like = zip(*self._delta, strict=True)
-                self._delta_arrays = (
-                    np.array(ts, np.int64),
-                    np.array(u, np.int64),
-                    np.array(p, np.int64),
-                    np.array(like, bool),
-                )
-            else:
-                empty = np.empty(0, np.int64)
-                self._delta_arrays = (empty, empty, empty, np.empty(0, bool))
-        return self._delta_arrays
+        return self._delta.arrays()
 
     # whole-history facts ----------------------------------------------------------------
 

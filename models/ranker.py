@@ -50,6 +50,7 @@ from feedlab.models.features import (
 )
 from feedlab.models.history import History
 from feedlab.models.scoring import Prior, Scorer, share_columns
+from feedlab.models.threads import one_blas_thread
 from feedlab.models.training import (
     TrainingRows,
     TreeProgress,
@@ -162,7 +163,10 @@ class Ranker:
         pipeline = self.pipeline(past, data.posts, self.users_)
         shares = share_columns(config.prior_windows)
         wanted = list(dict.fromkeys([*shares, POPULAR_COLUMN, *config.ranker_columns]))
-        per_cutoff = rows_per_cutoff(pipeline, points, wanted, config.window_days, progress, label)
+        with one_blas_thread():  # thousands of small products: threads only add wake-ups
+            per_cutoff = rows_per_cutoff(
+                pipeline, points, wanted, config.window_days, progress, label
+            )
         n_valid = max(1, min(config.valid_cutoffs, len(per_cutoff) // 4))
         fit_rows = TrainingRows.concat(per_cutoff[:-n_valid])
         valid = TrainingRows.concat(per_cutoff[-n_valid:])

@@ -142,3 +142,46 @@ def test_version_at_changes_only_with_events_before_the_times():
     assert h.version_at(times) == key
     h.add([Event(day(2), 3, 10, "like")])  # late, but before day 2.5
     assert h.version_at(times) != key
+
+
+@pytest.mark.parametrize("delta_min", [3_000, 400])
+def test_one_event_adds_interleaved_with_queries_stay_exact(delta_min):
+    """The gateway's pattern: `POST /feed` adds one event between requests. Thousands of
+    single-event adds (in shuffled time order, past the delta's growth and, with a small
+    `DELTA_MIN`, across consolidations) answer every query like a brute-force scan, and an
+    answer taken earlier is not changed by later adds."""
+    rng = np.random.default_rng(0)
+    n = 2_500
+    hours = rng.integers(0, 1_000, n)
+    users, posts = rng.integers(1, 30, n), rng.integers(1, 50, n)
+    likes = rng.random(n) < 0.3
+    evs = [
+        Event(T + timedelta(hours=int(h)), int(u), int(p), "like" if lk else "view")
+        for h, u, p, lk in zip(hours, users, posts, likes, strict=True)
+    ]
+    h = History.from_events(evs[:200])
+    h.DELTA_MIN = delta_min
+    kept: list[tuple[np.ndarray, list[int]]] = []
+    for i in range(200, n):
+        h.add([evs[i]])
+        if i % 97:
+            continue
+        at = T + timedelta(hours=int(rng.integers(0, 1_000)))
+        before = [e for e in evs[: i + 1] if e.timestamp < at]
+        for u in (1, 7, 29):
+            liked = sorted(e.post_id for e in before if e.user_id == u and e.action == "like")
+            assert sorted(h.liked_before(u, at).tolist()) == liked
+        ids = list(range(1, 50))
+        views, like_counts = h.post_counts(at, post_ids=ids)
+        assert views.tolist() == [
+            sum(e.post_id == p and e.action == "view" for e in before) for p in ids
+        ]
+        assert like_counts.tolist() == [
+            sum(e.post_id == p and e.action == "like" for e in before) for p in ids
+        ]
+        window = h.events_between(None, at)
+        assert np.all(np.diff(window.ts) >= 0)
+        kept.append((window.post_ids, [e.post_id for e in before]))
+    assert len(h) == n
+    for answer, expected in kept:
+        assert sorted(answer.tolist()) == sorted(expected)
