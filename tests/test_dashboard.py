@@ -3,10 +3,8 @@ report, checked as data and in headless Chromium the way an analyst clicks throu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from html.parser import HTMLParser
 from urllib.parse import urljoin
 
 import httpx
@@ -17,7 +15,7 @@ from feedlab.analysis.online.analyze import analyze
 from sqlalchemy import Engine
 
 from feedlab.demo import EXPERIMENT
-from tests.support.browser import rendered_dom
+from tests.support.browser import rendered_dom, report_links, verdict_shown
 from tests.support.db import migrated
 from tests.support.gateway import ServerThread
 from tests.support.synthetic import PhaseSpec, insert_phase, store_config
@@ -94,22 +92,6 @@ def test_pages_are_cached_for_a_minute(world: tuple[str, Engine]) -> None:
     assert len(pages.experiments()[0].phases) == 2
 
 
-class _Links(HTMLParser):
-    """Report links by the experiment row they sit in."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.row: str | None = None
-        self.links: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "tr" and a.get("data-experiment"):
-            self.row = a["data-experiment"]
-        if tag == "a" and "report-link" in (a.get("class") or "") and self.row:
-            self.links[self.row] = a["href"] or ""
-
-
 @pytest.mark.slow
 def test_analyst_opens_the_demo_experiment_and_reads_the_verdict(
     world: tuple[str, Engine],
@@ -120,13 +102,10 @@ def test_analyst_opens_the_demo_experiment_and_reads_the_verdict(
         home = server.url + "/"
         listing = rendered_dom(home)
         assert "next_idea" in listing and "draft" in listing
-        parser = _Links()
-        parser.feed(listing)
-        assert set(parser.links) == {EXPERIMENT}  # the draft has no report yet
-        report = rendered_dom(urljoin(home, parser.links[EXPERIMENT]))
-    verdict = re.search(r'<div class="verdict (\w+)"><b>(\w+)</b>', report)
-    assert verdict is not None, report[:2000]
-    assert verdict.group(2) == expected.upper() == "WIN"
+        links = report_links(listing)
+        assert set(links) == {EXPERIMENT}  # the draft has no report yet
+        report = rendered_dom(urljoin(home, links[EXPERIMENT]))
+    assert verdict_shown(report) == expected.upper() == "WIN"
 
 
 def test_unknown_experiment_is_404_naming_it(world: tuple[str, Engine]) -> None:

@@ -18,19 +18,24 @@ import os
 import subprocess
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
+from feedlab.analysis.dashboard.app import create_dashboard
+from feedlab.analysis.online.analyze import analyze
 from feedlab.models.catalog import PostCatalog
 from feedlab.models.history import History
 from feedlab.models.registry import load_model
 from feedlab.storage.demo import simulate as sim
 from feedlab.storage.schema import exposures
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 from feedlab.demo import feedlab_cmd, serve_args, train_cmd, training_cutoff, write_config
 from feedlab.processes import free_port, serve_subprocess
+from tests.support.browser import rendered_dom, report_links, verdict_shown
 from tests.support.db import migrated
+from tests.support.gateway import ServerThread
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -111,7 +116,25 @@ def test_an_aa_test_finds_nothing_and_the_test_arm_wins(pg_url: str, tmp_path: P
     result = hitrate(phase)["test"]
     assert result["diff"] > 0, result
     assert result["p_value"] < 0.05, result
+    check_dashboard(pg_url, "e2e_ab")
     check_arms_over_http(artifacts, env, tmp_path, plan_start=t0)
+
+
+def check_dashboard(url: str, experiment: str) -> None:
+    """An analyst opens `feedlab dashboard` over the served and simulated experiment in
+    headless Chromium, finds it in the list, opens its report and reads the verdict the
+    analysis gives."""
+    engine = create_engine(url)
+    try:
+        expected = analyze(engine, experiment).phases[0].comparisons[0].verdict.status
+    finally:
+        engine.dispose()
+    with ServerThread(create_dashboard(url)) as server:
+        home = server.url + "/"
+        links = report_links(rendered_dom(home))
+        assert experiment in links, links
+        report = rendered_dom(urljoin(home, links[experiment]))
+    assert verdict_shown(report) == expected.upper() == "WIN"
 
 
 HTTP_CONFIG = """\

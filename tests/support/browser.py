@@ -8,9 +8,11 @@ page's scripts ran, comes back as text.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from html.parser import HTMLParser
 
 import pytest
 
@@ -64,3 +66,33 @@ def rendered_dom(url: str, *, budget_ms: int = 15_000, timeout_s: float = 120) -
             check=True,
         )
     return result.stdout
+
+
+class _ReportLinks(HTMLParser):
+    """The dashboard list's report links by the experiment row they sit in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.row: str | None = None
+        self.links: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tr" and a.get("data-experiment"):
+            self.row = a["data-experiment"]
+        if tag == "a" and "report-link" in (a.get("class") or "") and self.row:
+            self.links[self.row] = a["href"] or ""
+
+
+def report_links(listing: str) -> dict[str, str]:
+    """Experiment name -> its report link, read from the dashboard's rendered list."""
+    parser = _ReportLinks()
+    parser.feed(listing)
+    return parser.links
+
+
+def verdict_shown(report: str) -> str:
+    """The verdict word (WIN, LOSS, ...) a rendered report shows first."""
+    found = re.search(r'<div class="verdict (\w+)"><b>(\w+)</b>', report)
+    assert found is not None, report[:2000]
+    return found.group(2)
