@@ -78,11 +78,15 @@ def train_test(
 def held_out(m: dict) -> str:
     """Training's validation line: the arm beside its own prior, so a correction that does not
     help is visible."""
-    return (
+    line = (
         f"held-out HitRate@5 among its candidates {m['valid_hit_rate_at_5_candidates']:.3f}, "
         f"its popularity prior alone {m['valid_hit_rate_at_5_candidates_prior']:.3f} "
-        f"({len(m['valid_cutoffs'])} cutoffs)"
+        f"({len(m['valid_cutoffs'])} cutoffs, {m['valid_groups']} groups)"
     )
+    fallback = m.get("fallback")
+    if fallback:
+        line += f"; thin data: {fallback['prior']} prior alone, no correction"
+    return line
 
 
 @contextmanager

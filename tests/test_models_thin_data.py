@@ -1,0 +1,60 @@
+"""Training on too few held-out groups says so once, keeps the popular prior alone, and records
+the fallback in meta.json; with enough groups the options are compared as before."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from feedlab.models.control import config, train
+from feedlab.models.ranker import POPULAR_COLUMN, ThinValidationWarning, TrainingSet
+
+from tests.support.ranker_world import T0, world
+
+CONFIG = config(iterations=20, step_days=2, max_cutoffs=10, text_dim=8)
+
+
+@pytest.fixture(scope="module")
+def thin() -> TrainingSet:
+    """30 users over 60 days: a few dozen held-out (user, cutoff) groups."""
+    history, catalog, profiles = world(n_users=30, n_events=2500)
+    return TrainingSet(history, catalog, profiles, T0)
+
+
+def test_thin_validation_warns_once_names_the_count_and_keeps_the_popular_prior(
+    thin: TrainingSet, tmp_path: Path
+) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        meta = train(thin, tmp_path, CONFIG, progress=False)
+    thin_warnings = [w for w in caught if issubclass(w.category, ThinValidationWarning)]
+    assert len(thin_warnings) == 1
+    groups = meta["metrics"]["valid_groups"]
+    assert 0 < groups < 200
+    text = str(thin_warnings[0].message)
+    assert f"only {groups} validation groups" in text
+    assert "fewer than 200" in text
+    assert f"falling back to the popular prior ({POPULAR_COLUMN}" in text
+    on_disk = json.loads((tmp_path / "meta.json").read_text())
+    fallback = on_disk["metrics"]["fallback"]
+    assert fallback["valid_groups"] == groups
+    assert fallback["prior"] == POPULAR_COLUMN
+    assert on_disk["scorer"]["prior"]["column"] == POPULAR_COLUMN
+    assert on_disk["scorer"]["trees"] == 0
+    assert not (tmp_path / "model.cbm").exists()
+
+
+def test_the_rule_is_the_group_count(thin: TrainingSet, tmp_path: Path) -> None:
+    """The same data with the threshold at its group count compares the options, silently."""
+    with pytest.warns(ThinValidationWarning) as caught:
+        groups = train(thin, tmp_path / "a", CONFIG, False)["metrics"]["valid_groups"]
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ThinValidationWarning)
+        at_count = replace(CONFIG, min_valid_groups=groups)
+        meta = train(thin, tmp_path / "b", at_count, progress=False)
+    assert meta["metrics"]["fallback"] is None
+    assert meta["metrics"]["valid_groups"] == groups
