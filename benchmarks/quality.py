@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from feedlab.analysis.offline.evaluate import median_time  # noqa: E402
 from feedlab.analysis.offline.report import (  # noqa: E402
     ModelSpec,
+    below_popular_text,
     comparison_text,
     result_cells,
     run,
@@ -164,6 +165,8 @@ def main() -> None:
             table.add_row(name, r["model"], *result_cells(r))
     console.print(table)
     for name, report in reports.items():
+        for line in below_popular_text(report):
+            console.print(f"{name}: {line}")
         text = comparison_text(report)
         if text:
             console.print(f"{name}: {text}")

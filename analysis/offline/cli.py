@@ -39,7 +39,13 @@ def evaluate_command(
     url: str = typer.Option(None, "--url", help=URL_HELP),
 ) -> None:
     """Rolling-origin HitRate@K (docs/architecture.md) with baselines on the same pairs."""
-    from feedlab.analysis.offline.report import ModelSpec, comparison_text, run, table
+    from feedlab.analysis.offline.report import (
+        ModelSpec,
+        below_popular_text,
+        comparison_text,
+        run,
+        table,
+    )
     from feedlab.models.catalog import PostCatalog, UserProfiles
     from feedlab.models.history import History
     from feedlab.storage.engine import make_engine
@@ -76,6 +82,8 @@ def evaluate_command(
         return
     console = Console()
     console.print(table(report))
+    for line in below_popular_text(report):
+        console.print(line, style="bold red" if line.startswith("WARNING") else None)
     text = comparison_text(report)
     if text:
         console.print(text)

@@ -75,6 +75,9 @@ def run(
         },
         "results": [r.summary() for r in results.values()],
     }
+    arms = [r for name, r in results.items() if name not in BASELINE_ORDER]
+    if arms:
+        out["versus_popular"] = versus_popular(arms, results["popular"])
     if compare is not None:
         a, b = compare
         for name in compare:
@@ -82,6 +85,32 @@ def run(
                 raise ValueError(f"compare: {name!r} was not evaluated")
         out["comparison"] = paired_difference(results[a], results[b])
     return out
+
+
+def versus_popular(arms: list[Result], popular: Result) -> list[dict]:
+    """Each arm's paired HitRate difference to `popular` on the same pairs, flagged
+    `significantly_below` when the whole 95% CI is under zero: an arm that loses to sorting by
+    recent likes should not go online unnoticed."""
+    out = []
+    for arm in arms:
+        diff = paired_difference(arm, popular)
+        out.append({**diff, "significantly_below": diff["ci95"][1] < 0})
+    return out
+
+
+def below_popular_text(report: dict) -> list[str]:
+    """One line per arm against `popular`; a flagged arm's line starts with WARNING."""
+    lines = []
+    for d in report.get("versus_popular", []):
+        lo, hi = d["ci95"]
+        text = (
+            f"{d['a']} - popular: HitRate difference {d['difference']:+.3f} "
+            f"(paired, 95% CI [{lo:+.3f}, {hi:+.3f}], n={d['n']})"
+        )
+        if d["significantly_below"]:
+            text = f"WARNING: {d['a']} is significantly below popular: {text}"
+        lines.append(text)
+    return lines
 
 
 def table(report: dict, title: str | None = None):
