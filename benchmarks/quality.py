@@ -74,25 +74,27 @@ def demo_db(folder: Path, spec: WorldSpec) -> str:
     return url
 
 
-def train_arm(arm: str, url: str, out: Path) -> float:
+def train_arm(arm: str, url: str, out: Path, selection_folds: int) -> float:
     started = time.perf_counter()
     if arm == "control":
         from feedlab.models.cli import run_train_control
 
-        run_train_control(url, None, out)
+        run_train_control(url, None, out, selection_folds=selection_folds)
     else:
         from feedlab.models.cli import run_train_test
 
-        run_train_test(url, None, out)
+        run_train_test(url, None, out, selection_folds=selection_folds)
     return time.perf_counter() - started
 
 
-def evaluate_dataset(name: str, url: str, arms: list[str], work: Path, console: Console) -> dict:
+def evaluate_dataset(
+    name: str, url: str, arms: list[str], work: Path, console: Console, selection_folds: int = 0
+) -> dict:
     history, posts, users = load_db(url)
     specs, train_s = [], {}
     for arm in arms:
         out = work / f"{name}-{arm}"
-        train_s[arm] = train_arm(arm, url, out)
+        train_s[arm] = train_arm(arm, url, out, selection_folds)
         specs.append(ModelSpec(arm, out))
     compare = ("test", "control") if {"test", "control"} <= set(arms) else None
     report = run(
@@ -128,6 +130,12 @@ def main() -> None:
         help="real post texts for the demo world (e.g. ../shared/data/bbc-news/"
         "bbc_articles.csv.gz); default: generated texts",
     )
+    parser.add_argument(
+        "--selection-folds",
+        type=int,
+        default=0,
+        help="train the arms with N rolling folds choosing the prior (default 0: one hold-out)",
+    )
     args = parser.parse_args()
     console = Console(width=150)
     reports = {}
@@ -135,7 +143,7 @@ def main() -> None:
         work = Path(tmp)
         if MOVIELENS.is_dir():
             reports["movielens-100k"] = evaluate_dataset(
-                "movielens-100k", movielens_db(work), args.arms, work, console
+                "movielens-100k", movielens_db(work), args.arms, work, console, args.selection_folds
             )
         else:
             console.print(f"skipping MovieLens: {MOVIELENS} not present")
@@ -147,7 +155,9 @@ def main() -> None:
                 posts_csv=str(args.demo_posts_csv) if args.demo_posts_csv else None,
             )
             url = demo_db(work, spec)
-            reports["demo-world"] = evaluate_dataset("demo-world", url, args.arms, work, console)
+            reports["demo-world"] = evaluate_dataset(
+                "demo-world", url, args.arms, work, console, args.selection_folds
+            )
     table = Table(title="Offline HitRate@5 (rolling origin, W = 7 d, T0 = median view time)")
     for col in (
         "dataset",

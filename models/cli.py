@@ -29,6 +29,16 @@ IterationsOption = Annotated[
     typer.Option("--iterations", min=10, help="Max CatBoost trees (default: RankerConfig's)."),
 ]
 
+FoldsOption = Annotated[
+    int,
+    typer.Option(
+        "--selection-folds",
+        min=0,
+        help="0: one hold-out picks the tree count; N: N rolling folds before T0 choose the "
+        "prior and keep the correction only when it beats it (paired CI).",
+    ),
+]
+
 train_app = typer.Typer(help="Train a model arm into an artifact folder.", no_args_is_help=True)
 
 
@@ -43,9 +53,10 @@ def train_control(
     out: OutOption = Path("artifacts/control"),
     url: UrlOption = None,
     iterations: IterationsOption = None,
+    selection_folds: FoldsOption = 0,
 ) -> None:
     """Train the control arm (classic features + CatBoost) on events before T0."""
-    meta = run_train_control(url, t0, out, iterations)
+    meta = run_train_control(url, t0, out, iterations, selection_folds)
     typer.echo(
         f"control {meta['version']} written to {out} in {meta['train_seconds']} s "
         f"({meta['training_data']['rows']} rows); {held_out(meta['metrics'])}"
@@ -65,9 +76,10 @@ def train_test(
     ] = None,
     url: UrlOption = None,
     iterations: IterationsOption = None,
+    selection_folds: FoldsOption = 0,
 ) -> None:
     """Train the test arm (post embeddings + CatBoost) on events before T0."""
-    meta = run_train_test(url, t0, out, embedding_model, iterations)
+    meta = run_train_test(url, t0, out, embedding_model, iterations, selection_folds)
     typer.echo(
         f"test arm {meta['version']} written to {out} "
         f"(embeddings: {meta['embedding']['model']}, {meta['embedding']['encoded_now']} "
@@ -87,6 +99,14 @@ def held_out(m: dict) -> str:
     if fallback:
         line += f"; thin data: {fallback['prior']} prior alone, no correction"
     return line
+
+
+def overrides(iterations: int | None, selection_folds: int) -> dict[str, int]:
+    """The `RankerConfig` fields the command line sets (the rest keep the arm's defaults)."""
+    out = {"selection_folds": selection_folds}
+    if iterations is not None:
+        out["iterations"] = iterations
+    return out
 
 
 @contextmanager
@@ -124,12 +144,13 @@ def run_train_control(
     t0: datetime | None,
     out: Path,
     iterations: int | None = None,
+    selection_folds: int = 0,
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train; returns meta."""
     from feedlab.models import control
 
-    config = control.config() if iterations is None else control.config(iterations=iterations)
+    config = control.config(**overrides(iterations, selection_folds))
     with training_inputs(url, t0) as (_, data):
         return control.train(data, out, config, progress=progress)
 
@@ -140,13 +161,14 @@ def run_train_test(
     out: Path,
     embedding_model: str | None = None,
     iterations: int | None = None,
+    selection_folds: int = 0,
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train the test arm with the
     table's embedding cache; returns meta."""
     from feedlab.models import test
 
-    config = test.config() if iterations is None else test.config(iterations=iterations)
+    config = test.config(**overrides(iterations, selection_folds))
     embedding = test.EmbeddingConfig(model=embedding_model or test.DEFAULT_MODEL)
     with training_inputs(url, t0) as (engine, data):
         return test.train(data, out, config, embedding, engine=engine, progress=progress)
