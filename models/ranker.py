@@ -211,6 +211,14 @@ class Ranker:
         }
         return self
 
+    def refit(self, data: TrainingSet) -> Ranker:
+        """A ranker with this one's settings and arm extension fitted on `data` (events before
+        `data.t0`), named after this one: what a scheduled retraining would serve from
+        `data.t0` on."""
+        fresh = Ranker(self.config, self.extension).fit(data, progress=False, label=self.name_)
+        fresh.name_, fresh.version_ = self.name_, f"{self.version_}@{data.t0:%Y-%m-%dT%H:%M}"
+        return fresh
+
     def fit_tables(self, posts: PostCatalog, users: UserProfiles | None) -> Ranker:
         """The label-free part of `fit`: the text SVD, the topic vocabulary and the profile
         encoder, which `pipeline` needs."""
