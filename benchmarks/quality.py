@@ -19,6 +19,7 @@ import argparse
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +89,13 @@ def train_arm(arm: str, url: str, out: Path, selection_folds: int) -> float:
 
 
 def evaluate_dataset(
-    name: str, url: str, arms: list[str], work: Path, console: Console, selection_folds: int = 0
+    name: str,
+    url: str,
+    arms: list[str],
+    work: Path,
+    console: Console,
+    selection_folds: int = 0,
+    retrain_every: timedelta | None = None,
 ) -> dict:
     history, posts, users = load_db(url)
     specs, train_s = [], {}
@@ -105,6 +112,7 @@ def evaluate_dataset(
         users=users,
         compare=compare,
         progress=False,
+        retrain_every=retrain_every,
     )
     report["train_seconds"] = train_s
     console.print(
@@ -136,14 +144,27 @@ def main() -> None:
         default=0,
         help="train the arms with N rolling folds choosing the prior (default 0: one hold-out)",
     )
+    parser.add_argument(
+        "--retrain-every-days",
+        type=float,
+        default=None,
+        help="also evaluate each arm refitted every N days (NAME@retrain rows; slow)",
+    )
     args = parser.parse_args()
+    every = None if args.retrain_every_days is None else timedelta(days=args.retrain_every_days)
     console = Console(width=150)
     reports = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if MOVIELENS.is_dir():
             reports["movielens-100k"] = evaluate_dataset(
-                "movielens-100k", movielens_db(work), args.arms, work, console, args.selection_folds
+                "movielens-100k",
+                movielens_db(work),
+                args.arms,
+                work,
+                console,
+                args.selection_folds,
+                every,
             )
         else:
             console.print(f"skipping MovieLens: {MOVIELENS} not present")
@@ -156,7 +177,7 @@ def main() -> None:
             )
             url = demo_db(work, spec)
             reports["demo-world"] = evaluate_dataset(
-                "demo-world", url, args.arms, work, console, args.selection_folds
+                "demo-world", url, args.arms, work, console, args.selection_folds, every
             )
     table = Table(title="Offline HitRate@5 (rolling origin, W = 7 d, T0 = median view time)")
     for col in (

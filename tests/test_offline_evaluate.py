@@ -175,3 +175,10 @@ def test_an_arm_significantly_below_popular_is_flagged():
     lines = below_popular_text({"versus_popular": flags})
     assert lines[0].startswith("WARNING: fixed is significantly below popular")
     assert lines[1].startswith("popular-again - popular: HitRate difference +0.000")
+
+
+def test_retrain_every_needs_a_duration_with_its_unit(tmp_path):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    result = CliRunner().invoke(app, ["evaluate", "--url", url, "--retrain-every", "7"])
+    assert result.exit_code != 0
+    assert "--retrain-every: a positive duration with its unit" in result.output
