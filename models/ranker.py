@@ -75,13 +75,17 @@ from feedlab.models.training import (
 
 FORMAT_VERSION = 2
 POPULAR_COLUMN = "post_like_share_30d"  # the "popular" line of the validation metrics
+GROUPWISE_LOSSES = frozenset(
+    {"YetiRank", "YetiRankPairwise", "PairLogit", "PairLogitPairwise", "QueryRMSE", "QuerySoftMax"}
+)
 
 
 @dataclass
 class RankerConfig:
     """The ranker's parameters, one behaviour for every arm; an arm sets `ranker_columns`.
-    `loss` is CatBoost's `loss_function`: a pointwise loss (Logloss) today; a per-user ranking
-    loss (YetiRank, PairLogit) would also pass the rows' groups to the pool."""
+    `loss` is CatBoost's `loss_function`: pointwise (Logloss) by default; a per-user ranking
+    loss (YetiRank, PairLogit, ...: `GROUPWISE_LOSSES`) gets the rows' (user, cutoff) groups in
+    its pool, so it learns the order within each user's candidates."""
 
     window_days: float = 7
     step_days: float = 1
@@ -97,7 +101,7 @@ class RankerConfig:
     tree_step: int = 10
     depth: int = 4
     learning_rate: float = 0.03
-    loss: str = "Logloss"  # CatBoost's loss_function for the correction
+    loss: str = "Logloss"  # CatBoost's loss_function; a GROUPWISE_LOSSES one ranks per user
     text_dim: int = 32
     neighbours: int = 50
     seed: int = 0
@@ -553,6 +557,7 @@ def fit_correction(
     pool = Pool(
         rows.take(columns),
         rows.labels.astype(np.float32),
+        group_id=rows.groups if config.loss.split(":")[0] in GROUPWISE_LOSSES else None,
         baseline=prior(rows.take([prior.column])[:, 0]),
     )
     return booster.fit(pool, callbacks=[TreeProgress(bar)] if bar is not None else None)

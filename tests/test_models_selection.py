@@ -1,6 +1,6 @@
 """The prior is chosen, not fixed: rolling folds that never learn from a like they are scored
-on, the decayed popularity column, and a correction kept only when its paired CI over the
-best prior is above zero."""
+on, the decayed popularity column, a correction kept only when its paired CI over the best
+prior is above zero, and a per-user ranking loss for the correction."""
 
 from __future__ import annotations
 
@@ -114,3 +114,20 @@ def test_a_correction_that_cannot_reorder_a_user_s_candidates_is_not_kept(
         meta["metrics"]["valid_hit_rate_at_5_candidates"]
         == (meta["metrics"]["valid_hit_rate_at_5_candidates_prior"])
     )
+
+
+@pytest.mark.slow
+def test_a_per_user_ranking_loss_trains_on_the_groups_and_serves(
+    data: TrainingSet, tmp_path: Path
+) -> None:
+    """YetiRank refuses a pool without groups; here it trains on the (user, cutoff) groups, and
+    the artifact loads and ranks."""
+    from feedlab.models.registry import load_model
+
+    yeti = replace(ROLLING, loss="YetiRank", selection_folds=0)
+    meta = train(data, tmp_path, yeti, progress=False)
+    assert meta["config"]["loss"] == "YetiRank"
+    assert meta["metrics"]["trees"] == meta["scorer"]["trees"]
+    model = load_model("control", tmp_path, data.history, data.posts, data.users)
+    recs = model.recommend(0, T0, 5)
+    assert len(recs) == len(set(recs)) == 5
