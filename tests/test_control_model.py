@@ -130,3 +130,11 @@ def test_train_command_writes_artifact(tmp_path):
     bad = CliRunner().invoke(app, [*args[:-2], "--t0", "1990-01-01"])
     assert bad.exit_code != 0
     assert "t0" in bad.output.lower()
+    rolling = [*args[:4], "--out", str(tmp_path / "rolling"), *args[6:], "--selection-folds", "2"]
+    result = CliRunner().invoke(app, [*rolling, "--iterations", "20"])
+    assert result.exit_code == 0, result.output
+    assert "groups)" in result.output
+    assert (
+        json.loads((tmp_path / "rolling" / "meta.json").read_text())["config"]["selection_folds"]
+        == 2
+    )
