@@ -6,6 +6,7 @@ commands only.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -56,7 +57,8 @@ def train_control(
     selection_folds: FoldsOption = 0,
 ) -> None:
     """Train the control arm (classic features + CatBoost) on events before T0."""
-    meta = run_train_control(url, t0, out, iterations, selection_folds)
+    with plain_warnings():
+        meta = run_train_control(url, t0, out, iterations, selection_folds)
     typer.echo(
         f"control {meta['version']} written to {out} in {meta['train_seconds']} s "
         f"({meta['training_data']['rows']} rows); {held_out(meta['metrics'])}"
@@ -79,12 +81,26 @@ def train_test(
     selection_folds: FoldsOption = 0,
 ) -> None:
     """Train the test arm (post embeddings + CatBoost) on events before T0."""
-    meta = run_train_test(url, t0, out, embedding_model, iterations, selection_folds)
+    with plain_warnings():
+        meta = run_train_test(url, t0, out, embedding_model, iterations, selection_folds)
     typer.echo(
         f"test arm {meta['version']} written to {out} "
         f"(embeddings: {meta['embedding']['model']}, {meta['embedding']['encoded_now']} "
         f"encoded now); {held_out(meta['metrics'])}"
     )
+
+
+@contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Warnings raised while training, each as one `warning: ...` line on stderr (not Python's
+    file:line form with a source line): the thin-data fallback must read as a message."""
+
+    def show(message: Warning | str, *_: object, **__: object) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def held_out(m: dict) -> str:

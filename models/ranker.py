@@ -195,16 +195,14 @@ class Ranker:
                 choice = rolling_choice(per_cutoff, columns, config, bar)
             else:
                 choice = holdout_choice(per_cutoff, shares, columns, config, bar)
-            fallback = choice.metrics["fallback"]
-            if fallback is not None:
-                warnings.warn(
-                    f"{label}: {fallback['message']}", ThinValidationWarning, stacklevel=2
-                )
             prior = fit_prior(rows, choice.priors)
             bar.total += choice.trees
             booster = None
             if choice.trees:
                 booster = fit_correction(rows, prior, columns, choice.trees, config, bar)
+        fallback = choice.metrics["fallback"]
+        if fallback is not None:  # after the progress bars, so it stands on its own line
+            warnings.warn(f"{label}: {fallback['message']}", ThinValidationWarning, stacklevel=2)
         self.scorer_ = Scorer(prior, config.ranker_columns, booster)
         self.report_ = {
             "t0": t0.isoformat(),

@@ -58,3 +58,24 @@ def test_the_rule_is_the_group_count(thin: TrainingSet, tmp_path: Path) -> None:
         meta = train(thin, tmp_path / "b", at_count, progress=False)
     assert meta["metrics"]["fallback"] is None
     assert meta["metrics"]["valid_groups"] == groups
+
+
+def test_the_train_command_prints_the_warning_as_one_line(thin: TrainingSet, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from feedlab.cli import app
+    from tests.support import stored_world
+    from tests.support.db import migrated
+
+    url = f"sqlite:///{tmp_path / 'thin.db'}"
+    engine = migrated(url)
+    stored_world.store(engine, thin.posts, thin.history)
+    engine.dispose()
+    args = ["train", "control", "--url", url, "--out", str(tmp_path / "a"), "--t0", T0.isoformat()]
+    result = CliRunner().invoke(app, [*args, "--iterations", "20"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "validation groups" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("warning: control: only ")
+    assert "falling back to the popular prior" in lines[0]
+    assert "thin data: post_like_share_30d prior alone" in result.output
