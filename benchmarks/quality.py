@@ -19,6 +19,7 @@ import argparse
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from feedlab.analysis.offline.evaluate import median_time  # noqa: E402
 from feedlab.analysis.offline.report import (  # noqa: E402
     ModelSpec,
+    below_popular_text,
     comparison_text,
     result_cells,
     run,
@@ -73,25 +75,33 @@ def demo_db(folder: Path, spec: WorldSpec) -> str:
     return url
 
 
-def train_arm(arm: str, url: str, out: Path) -> float:
+def train_arm(arm: str, url: str, out: Path, selection_folds: int) -> float:
     started = time.perf_counter()
     if arm == "control":
         from feedlab.models.cli import run_train_control
 
-        run_train_control(url, None, out)
+        run_train_control(url, None, out, selection_folds=selection_folds)
     else:
         from feedlab.models.cli import run_train_test
 
-        run_train_test(url, None, out)
+        run_train_test(url, None, out, selection_folds=selection_folds)
     return time.perf_counter() - started
 
 
-def evaluate_dataset(name: str, url: str, arms: list[str], work: Path, console: Console) -> dict:
+def evaluate_dataset(
+    name: str,
+    url: str,
+    arms: list[str],
+    work: Path,
+    console: Console,
+    selection_folds: int = 0,
+    retrain_every: timedelta | None = None,
+) -> dict:
     history, posts, users = load_db(url)
     specs, train_s = [], {}
     for arm in arms:
         out = work / f"{name}-{arm}"
-        train_s[arm] = train_arm(arm, url, out)
+        train_s[arm] = train_arm(arm, url, out, selection_folds)
         specs.append(ModelSpec(arm, out))
     compare = ("test", "control") if {"test", "control"} <= set(arms) else None
     report = run(
@@ -102,6 +112,7 @@ def evaluate_dataset(name: str, url: str, arms: list[str], work: Path, console: 
         users=users,
         compare=compare,
         progress=False,
+        retrain_every=retrain_every,
     )
     report["train_seconds"] = train_s
     console.print(
@@ -127,14 +138,33 @@ def main() -> None:
         help="real post texts for the demo world (e.g. ../shared/data/bbc-news/"
         "bbc_articles.csv.gz); default: generated texts",
     )
+    parser.add_argument(
+        "--selection-folds",
+        type=int,
+        default=0,
+        help="train the arms with N rolling folds choosing the prior (default 0: one hold-out)",
+    )
+    parser.add_argument(
+        "--retrain-every-days",
+        type=float,
+        default=None,
+        help="also evaluate each arm refitted every N days (NAME@retrain rows; slow)",
+    )
     args = parser.parse_args()
+    every = None if args.retrain_every_days is None else timedelta(days=args.retrain_every_days)
     console = Console(width=150)
     reports = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if MOVIELENS.is_dir():
             reports["movielens-100k"] = evaluate_dataset(
-                "movielens-100k", movielens_db(work), args.arms, work, console
+                "movielens-100k",
+                movielens_db(work),
+                args.arms,
+                work,
+                console,
+                args.selection_folds,
+                every,
             )
         else:
             console.print(f"skipping MovieLens: {MOVIELENS} not present")
@@ -146,7 +176,9 @@ def main() -> None:
                 posts_csv=str(args.demo_posts_csv) if args.demo_posts_csv else None,
             )
             url = demo_db(work, spec)
-            reports["demo-world"] = evaluate_dataset("demo-world", url, args.arms, work, console)
+            reports["demo-world"] = evaluate_dataset(
+                "demo-world", url, args.arms, work, console, args.selection_folds, every
+            )
     table = Table(title="Offline HitRate@5 (rolling origin, W = 7 d, T0 = median view time)")
     for col in (
         "dataset",
@@ -164,6 +196,8 @@ def main() -> None:
             table.add_row(name, r["model"], *result_cells(r))
     console.print(table)
     for name, report in reports.items():
+        for line in below_popular_text(report):
+            console.print(f"{name}: {line}")
         text = comparison_text(report)
         if text:
             console.print(f"{name}: {text}")

@@ -6,6 +6,7 @@ commands only.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,6 +30,16 @@ IterationsOption = Annotated[
     typer.Option("--iterations", min=10, help="Max CatBoost trees (default: RankerConfig's)."),
 ]
 
+FoldsOption = Annotated[
+    int,
+    typer.Option(
+        "--selection-folds",
+        min=0,
+        help="0: one hold-out picks the tree count; N: N rolling folds before T0 choose the "
+        "prior and keep the correction only when it beats it (paired CI).",
+    ),
+]
+
 train_app = typer.Typer(help="Train a model arm into an artifact folder.", no_args_is_help=True)
 
 
@@ -43,9 +54,11 @@ def train_control(
     out: OutOption = Path("artifacts/control"),
     url: UrlOption = None,
     iterations: IterationsOption = None,
+    selection_folds: FoldsOption = 0,
 ) -> None:
     """Train the control arm (classic features + CatBoost) on events before T0."""
-    meta = run_train_control(url, t0, out, iterations)
+    with plain_warnings():
+        meta = run_train_control(url, t0, out, iterations, selection_folds)
     typer.echo(
         f"control {meta['version']} written to {out} in {meta['train_seconds']} s "
         f"({meta['training_data']['rows']} rows); {held_out(meta['metrics'])}"
@@ -65,9 +78,11 @@ def train_test(
     ] = None,
     url: UrlOption = None,
     iterations: IterationsOption = None,
+    selection_folds: FoldsOption = 0,
 ) -> None:
     """Train the test arm (post embeddings + CatBoost) on events before T0."""
-    meta = run_train_test(url, t0, out, embedding_model, iterations)
+    with plain_warnings():
+        meta = run_train_test(url, t0, out, embedding_model, iterations, selection_folds)
     typer.echo(
         f"test arm {meta['version']} written to {out} "
         f"(embeddings: {meta['embedding']['model']}, {meta['embedding']['encoded_now']} "
@@ -75,14 +90,39 @@ def train_test(
     )
 
 
+@contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Warnings raised while training, each as one `warning: ...` line on stderr (not Python's
+    file:line form with a source line): the thin-data fallback must read as a message."""
+
+    def show(message: Warning | str, *_: object, **__: object) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def held_out(m: dict) -> str:
     """Training's validation line: the arm beside its own prior, so a correction that does not
     help is visible."""
-    return (
+    line = (
         f"held-out HitRate@5 among its candidates {m['valid_hit_rate_at_5_candidates']:.3f}, "
         f"its popularity prior alone {m['valid_hit_rate_at_5_candidates_prior']:.3f} "
-        f"({len(m['valid_cutoffs'])} cutoffs)"
+        f"({len(m['valid_cutoffs'])} cutoffs, {m['valid_groups']} groups)"
     )
+    fallback = m.get("fallback")
+    if fallback:
+        line += f"; thin data: {fallback['prior']} prior alone, no correction"
+    return line
+
+
+def overrides(iterations: int | None, selection_folds: int) -> dict[str, int]:
+    """The `RankerConfig` fields the command line sets (the rest keep the arm's defaults)."""
+    out = {"selection_folds": selection_folds}
+    if iterations is not None:
+        out["iterations"] = iterations
+    return out
 
 
 @contextmanager
@@ -120,12 +160,13 @@ def run_train_control(
     t0: datetime | None,
     out: Path,
     iterations: int | None = None,
+    selection_folds: int = 0,
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train; returns meta."""
     from feedlab.models import control
 
-    config = control.config() if iterations is None else control.config(iterations=iterations)
+    config = control.config(**overrides(iterations, selection_folds))
     with training_inputs(url, t0) as (_, data):
         return control.train(data, out, config, progress=progress)
 
@@ -136,13 +177,14 @@ def run_train_test(
     out: Path,
     embedding_model: str | None = None,
     iterations: int | None = None,
+    selection_folds: int = 0,
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train the test arm with the
     table's embedding cache; returns meta."""
     from feedlab.models import test
 
-    config = test.config() if iterations is None else test.config(iterations=iterations)
+    config = test.config(**overrides(iterations, selection_folds))
     embedding = test.EmbeddingConfig(model=embedding_model or test.DEFAULT_MODEL)
     with training_inputs(url, t0) as (engine, data):
         return test.train(data, out, config, embedding, engine=engine, progress=progress)

@@ -24,6 +24,8 @@ from feedlab.models.history import History, to_us
 DAY_US = 86_400 * 1_000_000
 WINDOWS = {f"{d}d": timedelta(days=d) for d in (1, 3, 7, 14, 30)}
 RECENT_LIKES = 50  # a user's taste is read from their latest likes
+DECAY_HALF_LIFE_DAYS = 3.0  # the decayed popularity column; its likes are read over 30 days
+DECAYED_SHARE = "post_like_share_decay3d"
 
 
 class TextSVD:
@@ -103,6 +105,7 @@ class PostStats:
     views: dict[str, np.ndarray]
     likes: dict[str, np.ndarray]
     like_share: dict[str, np.ndarray]
+    source: tuple[History, np.ndarray, datetime] | None = None  # (history, positions, at)
 
     @cached_property
     def columns(self) -> tuple[list[str], np.ndarray]:
@@ -118,6 +121,27 @@ class PostStats:
         out["post_recent_share"] = lk["30d"] / (lk["all"] + 1)
         out["post_trend_7d_30d"] = lk["7d"] / (lk["30d"] + 1)
         return list(out), np.column_stack(list(out.values())).astype(np.float32)
+
+    @cached_property
+    def decayed_share(self) -> np.ndarray:
+        """Each post's share of the likes of the last 30 days, a like weighing
+        2^(-age / 3 days): recent popularity without a window's hard edge. Made only when a
+        model asks for it. The 30-day window start is in the snapshot key, so two reads sharing
+        a snapshot see the same likes, and their weights differ by one factor, which the share
+        cancels."""
+        if self.source is None:
+            raise ValueError("stats: built without a history, no decayed popularity")
+        history, positions, at = self.source
+        ev = history.events_between(at - WINDOWS["30d"], at)
+        age_days = (to_us(at) - ev.ts[ev.is_like]) / DAY_US
+        by_history = np.bincount(
+            history.posts.lookup(ev.post_ids[ev.is_like]),
+            weights=np.exp2(-age_days / DECAY_HALF_LIFE_DAYS),
+            minlength=len(history.posts) + 1,
+        )
+        decayed = by_history[np.where(positions >= 0, positions, len(by_history) - 1)]
+        total = float(decayed.sum())
+        return (decayed / total if total > 0 else decayed).astype(np.float32)
 
     @cached_property
     def popularity_orders(self) -> dict[str, np.ndarray]:
@@ -145,7 +169,7 @@ class PostStats:
         for i, name in enumerate(WINDOWS, start=1):
             views[name], likes[name] = now[0] - aligned[i, 0], now[1] - aligned[i, 1]
         share = {name: c / max(float(c.sum()), 1.0) for name, c in likes.items()}
-        return cls(views, likes, share)
+        return cls(views, likes, share, (history, positions, at))
 
 
 @dataclass
@@ -226,6 +250,10 @@ def post_columns(req: Request) -> dict[str, np.ndarray]:
     return out
 
 
+def decayed_columns(req: Request) -> dict[str, np.ndarray]:
+    return {DECAYED_SHARE: req.stats.decayed_share[req.candidates]}
+
+
 def user_columns(req: Request) -> dict[str, float]:
     u = req.user
     n_likes = float(u.is_like.sum())
@@ -288,6 +316,7 @@ USER_NAMES = (
 )
 SHARED_BLOCKS: tuple[FeatureBlock, ...] = (
     Block((*STAT_NAMES, "post_topic", "post_text_len"), post_columns),
+    Block((DECAYED_SHARE,), decayed_columns),
     Block(USER_NAMES, user_columns),
     Block(("user_topic_likes", "user_topic_share", "user_topic_like_rate"), topic_columns),
     Block(("user_text_sim",), text_columns),

@@ -24,28 +24,44 @@ class CutoffConfig(Protocol):
 @dataclass
 class TrainingRows:
     """Labelled candidate rows: `matrix` (columns named by `columns`), `labels`, and `groups`
-    (one id per user and cutoff, rows of a group contiguous)."""
+    (one id per user and cutoff, rows of a group contiguous); `users` (each row's user, for
+    confidence intervals that resample users) and `cutoff` (rows of a single cutoff) when
+    known."""
 
     matrix: np.ndarray
     labels: np.ndarray
     groups: np.ndarray
     columns: list[str]
+    users: np.ndarray | None = None
+    cutoff: datetime | None = None
 
     @classmethod
     def concat(cls, parts: list[TrainingRows]) -> TrainingRows:
+        users = [r.users for r in parts if r.users is not None]
         return cls(
             np.vstack([r.matrix for r in parts]),
             np.concatenate([r.labels for r in parts]),
             np.concatenate([r.groups for r in parts]),
             parts[0].columns,
+            np.concatenate(users) if len(users) == len(parts) else None,
         )
+
+    def group_users(self) -> np.ndarray:
+        """The user of each group, in group-id order (as `group_hits` returns groups)."""
+        if self.users is None:
+            raise ValueError("rows: no user ids")
+        _, first = np.unique(self.groups, return_index=True)
+        return self.users[first]
 
     def take(self, columns: list[str]) -> np.ndarray:
         """The matrix of `columns`, in that order."""
         return self.matrix[:, [self.columns.index(c) for c in columns]]
 
     def subset(self, mask: np.ndarray) -> TrainingRows:
-        return TrainingRows(self.matrix[mask], self.labels[mask], self.groups[mask], self.columns)
+        users = None if self.users is None else self.users[mask]
+        return TrainingRows(
+            self.matrix[mask], self.labels[mask], self.groups[mask], self.columns, users
+        )
 
 
 def cutoffs(history: History, t0: datetime, config: CutoffConfig) -> list[datetime]:
@@ -69,28 +85,40 @@ def cutoffs(history: History, t0: datetime, config: CutoffConfig) -> list[dateti
     return found[::-1]
 
 
-def group_hit_rate(scores: np.ndarray, rows: TrainingRows, k: int = 5) -> float:
-    """Share of groups whose top-k by `scores` holds a positive (HitRate@k among candidates);
-    ties keep row order. One sort over all rows: training calls this once per tree count."""
+def group_hits(scores: np.ndarray, rows: TrainingRows, k: int = 5) -> np.ndarray:
+    """Whether each group's top-k by `scores` holds a positive, in group-id order; ties keep
+    row order. One sort over all rows: training calls this once per tree count."""
     order = np.lexsort((-np.asarray(scores, dtype=np.float64), rows.groups))
     groups = rows.groups[order]
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     top_hits = np.asarray(rows.labels[order], dtype=bool) & (rank < k)
-    return float(np.logical_or.reduceat(top_hits, starts).mean())
+    return np.logical_or.reduceat(top_hits, starts)
+
+
+def group_hit_rate(scores: np.ndarray, rows: TrainingRows, k: int = 5) -> float:
+    """Share of groups whose top-k by `scores` holds a positive (HitRate@k among candidates)."""
+    return float(group_hits(scores, rows, k).mean())
+
+
+def hits_by_trees(
+    ranker: Any, prior: np.ndarray, matrix: np.ndarray, rows: TrainingRows, step: int
+) -> dict[int, np.ndarray]:
+    """`group_hits` of `prior` plus the raw scores of the ranker's first n trees on `rows`
+    (`matrix`: its ranker columns), for n = 0 (the prior alone), step, 2 step, ... and the full
+    count. One staged pass: each step adds only its own trees."""
+    hits = {0: group_hits(prior, rows)}
+    staged = ranker.staged_predict(matrix, prediction_type="RawFormulaVal", eval_period=step)
+    for i, raw in enumerate(staged):
+        hits[min((i + 1) * step, ranker.tree_count_)] = group_hits(prior + raw, rows)
+    return hits
 
 
 def hit_rate_by_trees(
     ranker: Any, prior: np.ndarray, matrix: np.ndarray, rows: TrainingRows, step: int
 ) -> dict[int, float]:
-    """`group_hit_rate` of `prior` plus the raw scores of the ranker's first n trees on `rows`
-    (`matrix`: its ranker columns), for n = 0 (the prior alone), step, 2 step, ... and the full
-    count. One staged pass: each step adds only its own trees."""
-    rates = {0: group_hit_rate(prior, rows)}
-    staged = ranker.staged_predict(matrix, prediction_type="RawFormulaVal", eval_period=step)
-    for i, raw in enumerate(staged):
-        rates[min((i + 1) * step, ranker.tree_count_)] = group_hit_rate(prior + raw, rows)
-    return rates
+    """The HitRate@5 of each tree count of `hits_by_trees`."""
+    return {n: float(h.mean()) for n, h in hits_by_trees(ranker, prior, matrix, rows, step).items()}
 
 
 class TreeProgress:

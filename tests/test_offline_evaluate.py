@@ -147,3 +147,38 @@ def test_evaluate_command_json(tmp_path):
     bad = CliRunner().invoke(app, ["evaluate", "--url", url, "--model", "nope"])
     assert bad.exit_code != 0
     assert "unknown model" in bad.output
+
+
+def test_an_arm_significantly_below_popular_is_flagged():
+    """On the ranker test world, a model recommending posts nobody can like (ids outside the
+    catalog: no hit by construction) is significantly below `popular` and flagged; `popular`
+    against itself is not."""
+    from dataclasses import replace
+
+    from feedlab.analysis.offline.report import below_popular_text, versus_popular
+    from feedlab.models.registry import load_model
+
+    from tests.support.ranker_world import T0 as WORLD_T0
+    from tests.support.ranker_world import world
+
+    events, catalog, _ = world()
+    pairs = evaluation_pairs(events, WORLD_T0, W)
+    popular = evaluate(load_model("popular", None, events), events, pairs)
+    outside = len(catalog) + 1000
+    worst = evaluate(Fixed(list(range(outside, outside + 10))), events, pairs)
+    assert worst.hit_rate == 0 < popular.hit_rate
+    same = replace(popular, model="popular-again")
+    flags = versus_popular([worst, same], popular)
+    assert [f["a"] for f in flags] == ["fixed", "popular-again"]
+    assert flags[0]["ci95"][1] < 0 and flags[0]["significantly_below"]
+    assert flags[1]["difference"] == 0 and not flags[1]["significantly_below"]
+    lines = below_popular_text({"versus_popular": flags})
+    assert lines[0].startswith("WARNING: fixed is significantly below popular")
+    assert lines[1].startswith("popular-again - popular: HitRate difference +0.000")
+
+
+def test_retrain_every_needs_a_duration_with_its_unit(tmp_path):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    result = CliRunner().invoke(app, ["evaluate", "--url", url, "--retrain-every", "7"])
+    assert result.exit_code != 0
+    assert "--retrain-every: a positive duration with its unit" in result.output

@@ -35,11 +35,24 @@ def evaluate_command(
         "--compare",
         help="Two models A B: paired bootstrap CI of HitRate(A) - HitRate(B).",
     ),
+    retrain_every: str = typer.Option(
+        None,
+        "--retrain-every",
+        help="Also evaluate each arm refitted every such step (e.g. 7d) on the events before "
+        "it, with its artifact's settings, beside the model trained once.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     url: str = typer.Option(None, "--url", help=URL_HELP),
 ) -> None:
     """Rolling-origin HitRate@K (docs/architecture.md) with baselines on the same pairs."""
-    from feedlab.analysis.offline.report import ModelSpec, comparison_text, run, table
+    from feedlab.analysis.offline.report import (
+        ModelSpec,
+        below_popular_text,
+        comparison_text,
+        run,
+        table,
+    )
+    from feedlab.analysis.online.cli import parse_duration
     from feedlab.models.catalog import PostCatalog, UserProfiles
     from feedlab.models.history import History
     from feedlab.storage.engine import make_engine
@@ -47,6 +60,9 @@ def evaluate_command(
 
     from feedlab.settings import database_url
 
+    every = None
+    if retrain_every is not None:
+        every = timedelta(seconds=parse_duration(retrain_every, "--retrain-every"))
     pair = None if not compare or compare[0] is None else (compare[0], compare[1])
     specs = [ModelSpec.parse(n) for n in model]
     if artifact is not None:
@@ -67,7 +83,16 @@ def evaluate_command(
         raise typer.BadParameter("the feed table is empty: import data first", param_hint="--url")
     try:
         report = run(
-            history, specs, t0, timedelta(days=window_days), k, posts, users, pair, not as_json
+            history,
+            specs,
+            t0,
+            timedelta(days=window_days),
+            k,
+            posts,
+            users,
+            pair,
+            not as_json,
+            every,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -76,6 +101,8 @@ def evaluate_command(
         return
     console = Console()
     console.print(table(report))
+    for line in below_popular_text(report):
+        console.print(line, style="bold red" if line.startswith("WARNING") else None)
     text = comparison_text(report)
     if text:
         console.print(text)

@@ -15,8 +15,10 @@ from feedlab.analysis.offline.evaluate import (
     median_time,
     paired_difference,
 )
+from feedlab.analysis.offline.retrain import retrained
 from feedlab.models.catalog import PostCatalog, UserProfiles
 from feedlab.models.history import History, from_us, to_us
+from feedlab.models.ranker import RankedRecommender
 from feedlab.models.registry import BASELINES, load_model
 
 BASELINE_ORDER = ("random", "popular-all", "popular")
@@ -52,8 +54,11 @@ def run(
     users: UserProfiles | None = None,
     compare: tuple[str, str] | None = None,
     progress: bool = True,
+    retrain_every: timedelta | None = None,
 ) -> dict:
-    """Evaluate the baselines and `specs` on the same pairs; a JSON-ready dict."""
+    """Evaluate the baselines and `specs` on the same pairs; a JSON-ready dict. With
+    `retrain_every`, each arm is also evaluated refitted at every such step (`retrained`),
+    as `NAME@retrain`, beside the model trained once."""
     t0 = median_time(history) if t0 is None else from_us(to_us(t0))
     pairs = evaluation_pairs(history, t0, window)
     if not pairs:
@@ -65,6 +70,9 @@ def run(
     for spec in wanted:
         model = load_model(spec.name, spec.artifact, history, posts, users)
         results[spec.label] = evaluate(model, history, pairs, k, progress=progress)
+        if retrain_every is not None and isinstance(model, RankedRecommender):
+            label = f"{spec.label}@retrain"
+            results[label] = retrained(model, history, pairs, retrain_every, k, posts, users, label)
     out = {
         "protocol": {
             "t0": t0.isoformat(),
@@ -72,9 +80,15 @@ def run(
             "k": k,
             "windows": len({p.at for p in pairs}),
             "pairs": len(pairs),
+            "retrain_every_days": None
+            if retrain_every is None
+            else retrain_every / timedelta(days=1),
         },
         "results": [r.summary() for r in results.values()],
     }
+    arms = [r for name, r in results.items() if name not in BASELINE_ORDER]
+    if arms:
+        out["versus_popular"] = versus_popular(arms, results["popular"])
     if compare is not None:
         a, b = compare
         for name in compare:
@@ -82,6 +96,32 @@ def run(
                 raise ValueError(f"compare: {name!r} was not evaluated")
         out["comparison"] = paired_difference(results[a], results[b])
     return out
+
+
+def versus_popular(arms: list[Result], popular: Result) -> list[dict]:
+    """Each arm's paired HitRate difference to `popular` on the same pairs, flagged
+    `significantly_below` when the whole 95% CI is under zero: an arm that loses to sorting by
+    recent likes should not go online unnoticed."""
+    out = []
+    for arm in arms:
+        diff = paired_difference(arm, popular)
+        out.append({**diff, "significantly_below": diff["ci95"][1] < 0})
+    return out
+
+
+def below_popular_text(report: dict) -> list[str]:
+    """One line per arm against `popular`; a flagged arm's line starts with WARNING."""
+    lines = []
+    for d in report.get("versus_popular", []):
+        lo, hi = d["ci95"]
+        text = (
+            f"{d['a']} - popular: HitRate difference {d['difference']:+.3f} "
+            f"(paired, 95% CI [{lo:+.3f}, {hi:+.3f}], n={d['n']})"
+        )
+        if d["significantly_below"]:
+            text = f"WARNING: {d['a']} is significantly below popular: {text}"
+        lines.append(text)
+    return lines
 
 
 def table(report: dict, title: str | None = None):

@@ -21,13 +21,13 @@ def register(app: typer.Typer) -> None:
     app.command("analyze")(analyze_command)
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--window") -> float:
     """'1h', '30m', '90s', '2d' -> seconds. The unit is required: a bare '5' could mean
     seconds, minutes or hours, and a wrong guess silently changes every metric."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
     if not m or float(m.group(1)) <= 0:
         raise typer.BadParameter(
-            f"--window: a positive duration with its unit s, m, h or d (e.g. 30m, 1h), got {text!r}"
+            f"{option}: a positive duration with its unit s, m, h or d (e.g. 30m, 1h), got {text!r}"
         )
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
