@@ -67,6 +67,6 @@ def test_n_posts_is_generated_for_old_and_new_exposures(db_url):
     with engine.begin() as conn:
         conn.execute(insert(schema.exposures), [new | {"request_id": "new2", "post_ids": [1, 2]}])
         q = select(schema.exposures.c.request_id, schema.exposures.c.n_posts)
-        got = dict(conn.execute(q).tuples().all())
+        got = {k: v for k, v in conn.execute(q).all()}
     engine.dispose()
     assert got == {"old3": 3, "old0": 0, "new2": 2}
