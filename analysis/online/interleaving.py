@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from feedlab.analysis.online.queries import liked_within, likes_on_served
+from feedlab.analysis.online.queries import PhaseSpan, liked_within, likes_on_served, list_phases
 from feedlab.analysis.stats.interleaving import (
     Preference,
     position_balance,
@@ -27,7 +27,7 @@ from feedlab.analysis.stats.interleaving import (
 from feedlab.experiments.config import INTERLEAVED_GROUP, parse_config
 from feedlab.storage.clock import utcnow
 from feedlab.storage.schema import experiment_configs, exposure_items, exposures, feed
-from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
 
 DESIGN = "interleaving"
 
@@ -39,27 +39,6 @@ class Credits:
     user_ids: np.ndarray
     control: np.ndarray
     test: np.ndarray
-
-
-def interleaving_phases(conn: Connection, experiment: str) -> list[dict]:
-    """Config versions under which `experiment` interleaved (non-QA exposures), in order of
-    first exposure, with their QA exposures counted in the same scan."""
-    e = exposures.c
-    real = e.qa.is_(False)
-    q = (
-        select(
-            e.config_version,
-            func.min(case((real, e.ts))).label("start"),
-            func.max(case((real, e.ts))).label("end"),
-            func.sum(case((real, 1), else_=0)).label("exposures"),
-            func.sum(case((and_(real, e.fallback), 1), else_=0)).label("fallbacks"),
-            func.sum(case((real, 0), else_=1)).label("qa_exposures"),
-        )
-        .where(e.experiment == experiment, e.exp_group == INTERLEAVED_GROUP)
-        .group_by(e.config_version)
-        .order_by(func.min(case((real, e.ts))))
-    )
-    return [dict(r._mapping) for r in conn.execute(q) if r.exposures]
 
 
 def is_interleaving(engine: Engine, experiment: str) -> bool:
@@ -186,9 +165,9 @@ def analyze_interleaving(
 ) -> dict:
     """The interleaving report of every phase of `experiment` (or only `phase`)."""
     with engine.connect() as conn:
-        phases = interleaving_phases(conn, experiment)
+        phases = list_phases(conn, experiment, exp_group=INTERLEAVED_GROUP)
         if phase is not None:
-            phases = [p for p in phases if p["config_version"] == phase]
+            phases = [p for p in phases if p.config_version == phase]
         if not phases:
             raise LookupError(f"experiment: no interleaved exposures logged for {experiment!r}")
         results = [
@@ -207,13 +186,13 @@ def analyze_interleaving(
 def _phase_report(
     conn: Connection,
     experiment: str,
-    phase: dict,
+    phase: PhaseSpan,
     window_s: float,
     alpha: float,
     n_boot: int,
     power: float,
 ) -> dict:
-    version = phase["config_version"]
+    version = phase.config_version
     arms = arm_names(conn, experiment, version)
     credits = user_credits(conn, experiment, version, arms, window_s)
     pref = preference(credits.control, credits.test, alpha=alpha, n_boot=n_boot)
@@ -224,12 +203,12 @@ def _phase_report(
         planned = users_needed(pref.delta_sd, pref.delta, alpha, power)
     return {
         "config_version": version,
-        "start": _iso(phase["start"]),
-        "end": _iso(phase["end"]),
-        "exposures": int(phase["exposures"]),
-        "fallbacks": int(phase["fallbacks"] or 0),
-        "fallback_rate": float(phase["fallbacks"] or 0) / int(phase["exposures"]),
-        "qa_exposures_excluded": int(phase["qa_exposures"] or 0),
+        "start": _iso(phase.start),
+        "end": _iso(phase.end),
+        "exposures": phase.exposures,
+        "fallbacks": phase.fallbacks,
+        "fallback_rate": phase.fallbacks / phase.exposures,
+        "qa_exposures_excluded": phase.qa_exposures,
         "control": arms[0],
         "test": arms[1],
         "credited_likes": {arms[0]: int(credits.control.sum()), arms[1]: int(credits.test.sum())},

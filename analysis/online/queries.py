@@ -106,6 +106,7 @@ class PhaseSpan:
     end: datetime
     exposures: int
     qa_exposures: int
+    fallbacks: int
 
 
 def sample_span(conn: Connection, sel: Selection) -> tuple[datetime, datetime, int]:
@@ -135,12 +136,18 @@ def _range(
 
 
 def list_phases(
-    conn: Connection, experiment: str, since: datetime | None = None, until: datetime | None = None
+    conn: Connection,
+    experiment: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    exp_group: str | None = None,
 ) -> list[PhaseSpan]:
-    """Config versions seen for the experiment (non-QA exposures), in order of first
-    exposure, with their QA exposures counted in the same scan."""
+    """Config versions seen for the experiment (non-QA exposures; only `exp_group`'s when
+    given), in order of first exposure, with their QA exposures counted in the same scan."""
     e = exposures.c
     cond = _range(e.experiment == experiment, since, until)
+    if exp_group is not None:
+        cond = and_(cond, e.exp_group == exp_group)
     real = e.qa.is_(False)
     q = (
         select(
@@ -149,12 +156,17 @@ def list_phases(
             func.max(case((real, e.ts))),
             func.sum(case((real, 1), else_=0)),
             func.sum(case((real, 0), else_=1)),
+            func.sum(case((and_(real, e.fallback), 1), else_=0)),
         )
         .where(cond)
         .group_by(e.config_version)
         .order_by(func.min(case((real, e.ts))))
     )
-    return [PhaseSpan(v, lo, hi, int(n), int(qa)) for v, lo, hi, n, qa in conn.execute(q) if n]
+    return [
+        PhaseSpan(v, lo, hi, int(n), int(qa), int(fb))
+        for v, lo, hi, n, qa, fb in conn.execute(q)
+        if n
+    ]
 
 
 def segment_starts(
