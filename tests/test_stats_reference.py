@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
-from feedlab.analysis.stats.bootstrap import poisson_bootstrap
+from feedlab.analysis.stats.bootstrap import percentiles, poisson_bootstrap
 from feedlab.analysis.stats.frequentist import (
     cuped_test,
     mann_whitney,
@@ -224,3 +226,17 @@ def test_poisson_bootstrap_agrees_with_welch_at_scale_and_is_seeded(arms):
     assert boot.diff_ci_high == pytest.approx(welch.ci_high, abs=0.1 * width)
     assert boot.lift_ci_low == pytest.approx(welch.lift_ci_low, abs=0.15 * width / a.mean())
     assert poisson_bootstrap(a, b, n_boot=2000, seed=1) == boot
+
+
+def test_bootstrap_percentiles_match_numpy_and_keep_infinite_lifts():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=999)
+    assert percentiles(x, (0.025, 0.975)) == tuple(np.quantile(x, [0.025, 0.975]))
+    lifts = np.concatenate([rng.normal(size=90), np.full(10, np.inf), [np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo, hi = percentiles(lifts, (0.025, 0.975))
+        # 10 of 100 replicates have no control likes: the upper end is unbounded
+        assert np.isfinite(lo) and hi == np.inf
+        assert percentiles(-lifts, (0.025, 0.975))[0] == -np.inf
+        assert np.isnan(percentiles(np.array([-np.inf, np.inf]), (0.5,))[0])  # undefined

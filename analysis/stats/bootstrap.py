@@ -52,9 +52,9 @@ def poisson_bootstrap(
     with np.errstate(divide="ignore", invalid="ignore"):
         ra, rb = na / da, nb / db
         diff, lift = rb - ra, rb / ra - 1
-    q = [alpha / 2, 1 - alpha / 2]
-    d_lo, d_hi = np.nanquantile(diff, q)
-    l_lo, l_hi = np.nanquantile(lift, q) if np.isfinite(lift).any() else (np.nan, np.nan)
+    q = (alpha / 2, 1 - alpha / 2)
+    d_lo, d_hi = percentiles(diff, q)
+    l_lo, l_hi = percentiles(lift, q) if np.isfinite(lift).any() else (np.nan, np.nan)
     return BootstrapResult(n_boot, float(d_lo), float(d_hi), float(l_lo), float(l_hi))
 
 
@@ -67,5 +67,29 @@ def bootstrap_mean_ci(
         return float("nan"), float("nan")
     sums, counts = _weighted_sums(x, np.ones_like(x), n_boot, np.random.default_rng(seed), chunk)
     with np.errstate(divide="ignore", invalid="ignore"):
-        lo, hi = np.nanquantile(sums / counts, [alpha / 2, 1 - alpha / 2])
+        means = sums / counts
+    lo, hi = percentiles(means, (alpha / 2, 1 - alpha / 2))
     return float(lo), float(hi)
+
+
+def percentiles(x: np.ndarray, q: tuple[float, ...]) -> tuple[float, ...]:
+    """Linear-interpolation quantiles (numpy's default) of the non-NaN values of `x`, read on
+    the extended reals: a replicate whose control mean is 0 has an infinite lift, a real
+    outcome that the interval must keep, and interpolating between two equal infinities is
+    that infinity (numpy's `inf - inf` gives NaN and a warning instead)."""
+    v = np.sort(x[~np.isnan(x)])
+    if v.size == 0:
+        return tuple(float("nan") for _ in q)
+    out = []
+    for level in q:
+        h = (v.size - 1) * level
+        lo, hi = v[int(np.floor(h))], v[int(np.ceil(h))]
+        if np.isfinite(lo) and np.isfinite(hi):
+            out.append(float(np.quantile(v, level)))
+        elif lo == hi or h == np.floor(h):
+            out.append(float(lo))
+        elif np.isneginf(lo) and np.isposinf(hi):
+            out.append(float("nan"))
+        else:  # one finite neighbour: the interpolation runs to the infinite one
+            out.append(float(hi if np.isinf(hi) else lo))
+    return tuple(out)
