@@ -9,8 +9,6 @@ arm: the posts nearest to the user's taste in embedding space).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from feedlab.models.features import FeatureBuilder, Request, UserState
 from feedlab.models.history import History
+from feedlab.models.refit import DailyRefit
 
 if TYPE_CHECKING:
     from feedlab.models.catalog import PostCatalog
@@ -73,51 +72,35 @@ class CoVisitation:
         return np.bincount(sim.indices[entries], sim.data[entries], minlength=n).astype(np.float32)
 
 
-class DailyCoVisitation:
+class DailyCoVisitation(DailyRefit[CoVisitation]):
     """Co-visitation refitted per day: the one used at `at` is fitted on likes before the
     midnight starting `at`'s day, so it is point-in-time and at most a day stale (training
     fits one per cutoff day the same way; a fixed fit would go stale and skew serving from
-    training). Keeps the last few days."""
-
-    KEEP = 4
+    training). Serving refits it off the request path (`models.refit`)."""
 
     def __init__(self, history: History, catalog_ids: np.ndarray, neighbours: int) -> None:
         self.history = history
         self.catalog_ids = catalog_ids
         self.neighbours = neighbours
-        self._fits: OrderedDict[datetime, CoVisitation] = OrderedDict()
-        self._lock = threading.Lock()
+        super().__init__(self._fit_day, "co-visitation")
 
-    def at(self, at: datetime) -> CoVisitation:
-        day = datetime(at.year, at.month, at.day)
-        with self._lock:
-            fit = self._fits.get(day)
-            if fit is None:
-                fit = CoVisitation.fit(self.history, day, self.catalog_ids, self.neighbours)
-                self._fits[day] = fit
-                while len(self._fits) > self.KEEP:
-                    self._fits.popitem(last=False)
-            self._fits.move_to_end(day)
-            return fit
+    def _fit_day(self, day: datetime) -> CoVisitation:
+        return CoVisitation.fit(self.history, day, self.catalog_ids, self.neighbours)
 
 
 def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    """The `k` largest entries of each row (ties: lower column first), vectorised: one sort
+    of all entries by (row, -value), which runs without the GIL."""
     from scipy import sparse
 
-    rows, cols, vals = [], [], []
-    for i in range(matrix.shape[0]):
-        lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
-        if hi == lo:
-            continue
-        data, idx = matrix.data[lo:hi], matrix.indices[lo:hi]
-        keep = np.argsort(-data)[:k] if hi - lo > k else slice(None)
-        rows.append(np.full(len(data[keep]), i))
-        cols.append(idx[keep])
-        vals.append(data[keep])
-    if not rows:
-        return sparse.csr_matrix(matrix.shape, dtype=np.float32)
+    m = matrix.tocsr()
+    m.sort_indices()
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    order = np.lexsort((-m.data, rows))
+    rank = np.arange(len(order)) - m.indptr[rows[order]]
+    keep = order[rank < k]
     return sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=matrix.shape
+        (m.data[keep].astype(np.float32), (rows[keep], m.indices[keep])), shape=m.shape
     )
 
 
