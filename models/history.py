@@ -385,7 +385,7 @@ def read_feed(
     until: datetime | None = None,
     through_id: int | None = None,
     after_id: int | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
     """(row count, chunks of (ts_us, user_ids, post_ids, is_like) in id order) of the `feed`
     rows before `until` with `after_id < id <= through_id` (each bound when given). The rows
@@ -408,7 +408,8 @@ def read_feed(
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         with engine.connect() as conn:
-            result = conn.execution_options(yield_per=chunk_rows).execute(query.order_by(f.id))
+            rows_per_chunk = chunk_rows or CHUNK_ROWS
+            result = conn.execution_options(yield_per=rows_per_chunk).execute(query.order_by(f.id))
             for rows in result.partitions():
                 block = np.array(rows, np.int64).reshape(-1, 4)
                 yield block[:, 0].copy(), block[:, 1].copy(), block[:, 2].copy(), block[:, 3] == 1
