@@ -715,6 +715,16 @@ class History:
             ts, u, p, like = ts[order], u[order], p[order], like[order]
         return EventArrays(ts, self.users.ids[u], self.posts.ids[p], like)
 
+    def likes_between(self, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
+        """(ts_us, post positions) of the likes in `[start, end)`, in no particular order:
+        only the likes are copied, never an id array of every event."""
+        ts, posts = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+        for t, _, p, like in self._pieces(to_us(start), to_us(end)):
+            idx = np.flatnonzero(like)
+            ts.append(t[idx])
+            posts.append(p[idx])
+        return np.concatenate(ts), np.concatenate(posts)
+
     def interaction_matrix(
         self,
         at: datetime,

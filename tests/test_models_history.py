@@ -203,6 +203,10 @@ def same_answers(a: History, b: History, users: list[int], posts: list[int], tim
         for field in ("ts", "user_ids", "post_ids", "is_like"):
             assert getattr(ea, field).tolist() == getattr(eb, field).tolist()
         assert sorted(a.users_before(at).tolist()) == sorted(b.users_before(at).tolist())
+        (ta, pa), (tb, pb) = a.likes_between(day(1), at), b.likes_between(day(1), at)
+        assert sorted(zip(ta.tolist(), a.posts.ids[pa].tolist(), strict=True)) == sorted(
+            zip(tb.tolist(), b.posts.ids[pb].tolist(), strict=True)
+        )
         ma, mb = a.interaction_matrix(at), b.interaction_matrix(at)
         pa, pb = a.posts.lookup(posts), b.posts.lookup(posts)
         ua, ub = a.users.lookup(users), b.users.lookup(users)
