@@ -43,20 +43,12 @@ sys.path.insert(0, str(ROOT))
 
 from feedlab.processes import free_port, serve_subprocess  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from serving import POPULAR_CONFIG  # noqa: E402
+
 BEFORE_REV = "6b11dc6"
 """The last commit whose History materialised rows and kept two int64 copies."""
 MB = 2**20
-POPULAR_CONFIG = """\
-default_model: popular
-experiments:
-  - name: memory_bench
-    status: running
-    salt: memory-bench
-    traffic: 100
-    arms:
-      - {name: control, model: popular, weight: 50}
-      - {name: test, model: popular, weight: 50}
-"""
 
 
 @dataclass
