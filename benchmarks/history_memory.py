@@ -11,6 +11,7 @@ For each database given (demo worlds in PostgreSQL, e.g. `feedlab demo-data --po
   one after the other: start-up seconds, peak RSS while starting, and after start RSS, PSS
   (shared pages counted once over the processes mapping them) and private memory, from
   /proc/PID/status and /proc/PID/smaps_rollup;
+- the same after REQUESTS recommendation requests to each (pages they touch count now);
 - a "cold" worker on an empty snapshot folder (it builds the snapshot, then maps it): start-up
   seconds and peak RSS.
 
@@ -49,6 +50,8 @@ from serving import POPULAR_CONFIG  # noqa: E402
 BEFORE_REV = "6b11dc6"
 """The last commit whose History materialised rows and kept two int64 copies."""
 MB = 2**20
+REQUESTS = 2000
+"""Requests sent to each worker before memory is measured again."""
 
 
 @dataclass
@@ -152,9 +155,9 @@ def build_snapshot(url: str, folder: Path) -> dict:
 @contextmanager
 def start_worker(
     url: str, workdir: Path, snapshot: Path, timeout: float = 1800
-) -> Iterator[tuple[int, float]]:
+) -> Iterator[tuple[int, float, str]]:
     """A gateway worker (`feedlab serve`, `popular` arms) on `url` mapping `snapshot`:
-    yields (pid, seconds until /health answered); stopped on exit."""
+    yields (pid, seconds until /health answered, its base URL); stopped on exit."""
     config = workdir / "experiments.yaml"
     config.write_text(POPULAR_CONFIG)
     port = free_port()
@@ -168,7 +171,28 @@ def start_worker(
     args += ["--no-access-log", "--log-level", "warning"]
     started = time.perf_counter()
     with serve_subprocess(args, env, port, workdir / f"serve-{port}.log", timeout) as proc:
-        yield proc.pid, time.perf_counter() - started
+        yield proc.pid, time.perf_counter() - started, f"http://127.0.0.1:{port}"
+
+
+def traffic(base: str, user_ids: list[int], n: int, seed: int = 0) -> None:
+    """`n` recommendation requests for users drawn from `user_ids` (they read the users'
+    events, so they touch the mapped pages a live worker touches)."""
+    import httpx
+
+    rng = np.random.default_rng(seed)
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for uid in rng.choice(user_ids, n):
+            client.get("/post/recommendations/", params={"id": int(uid)}).raise_for_status()
+
+
+def feed_users(url: str) -> list[int]:
+    from feedlab.storage.engine import make_engine
+    from feedlab.storage.schema import feed
+    from sqlalchemy import select
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        return list(conn.execute(select(feed.c.user_id).distinct()).scalars())
 
 
 def measure(url: str, before: Path | None) -> dict:
@@ -181,14 +205,18 @@ def measure(url: str, before: Path | None) -> dict:
         snapshot = work / "snapshot"
         out["build"] = build_snapshot(url, snapshot)
         with (
-            start_worker(url, work, snapshot) as (pid_a, start_a),
-            start_worker(url, work, snapshot) as (pid_b, start_b),
+            start_worker(url, work, snapshot) as (pid_a, start_a, url_a),
+            start_worker(url, work, snapshot) as (pid_b, start_b, url_b),
         ):
             time.sleep(1)
             out["workers"] = [asdict(proc_memory(pid)) for pid in (pid_a, pid_b)]
             out["start_seconds"] = [start_a, start_b]
+            user_ids = feed_users(url)
+            for seed, base in enumerate((url_a, url_b)):
+                traffic(base, user_ids, REQUESTS, seed)
+            out["after_traffic"] = [asdict(proc_memory(pid)) for pid in (pid_a, pid_b)]
         shutil.rmtree(snapshot)
-        with start_worker(url, work, snapshot) as (pid, seconds):  # no snapshot: it builds one
+        with start_worker(url, work, snapshot) as (pid, seconds, _):  # no snapshot: builds one
             out["cold"] = {"seconds": seconds, **asdict(proc_memory(pid))}
     return out
 
@@ -244,6 +272,15 @@ def report(results: list[dict]) -> None:
             f"{w[0]['rss']:.0f}/{w[1]['rss']:.0f} | "
             f"{w[0]['pss'] + w[1]['pss']:.0f} | {w[0]['private']:.0f}/{w[1]['private']:.0f} | "
             f"{r['cold']['seconds']:.1f} | {r['cold']['peak_rss']:.0f}"
+        )
+    print()
+    print(f"the two workers after {REQUESTS} requests each (MB)")
+    print("events | RSS A/B | PSS A+B | private A/B")
+    for r in results:
+        w, n = r["after_traffic"], r["after"]["events"]
+        print(
+            f"{n:,} | {w[0]['rss']:.0f}/{w[1]['rss']:.0f} | {w[0]['pss'] + w[1]['pss']:.0f} | "
+            f"{w[0]['private']:.0f}/{w[1]['private']:.0f}"
         )
     xs = [r["after"]["events"] for r in results]
     print()
