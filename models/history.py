@@ -14,6 +14,7 @@ Times are int64 microseconds since the Unix epoch (naive UTC) internally.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -411,7 +412,9 @@ def read_feed(
             rows_per_chunk = chunk_rows or CHUNK_ROWS
             result = conn.execution_options(yield_per=rows_per_chunk).execute(query.order_by(f.id))
             for rows in result.partitions():
-                block = np.array(rows, np.int64).reshape(-1, 4)
+                # a flat iterator of the values: numpy converts Row objects one by one slowly
+                flat = itertools.chain.from_iterable(rows)
+                block = np.fromiter(flat, np.int64, 4 * len(rows)).reshape(-1, 4)
                 yield block[:, 0].copy(), block[:, 1].copy(), block[:, 2].copy(), block[:, 3] == 1
 
     return total, chunks()
