@@ -388,9 +388,10 @@ def read_feed(
     after_id: int | None = None,
     chunk_rows: int | None = None,
 ) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
-    """(row count, chunks of (ts_us, user_ids, post_ids, is_like) in id order) of the `feed`
-    rows before `until` with `after_id < id <= through_id` (each bound when given). The rows
-    stream through a server-side cursor: memory holds one chunk of them."""
+    """(row count, chunks of (ts_us, user_ids, post_ids, is_like) in (time, id) order) of the
+    `feed` rows before `until` with `after_id < id <= through_id` (each bound when given). The
+    rows stream through a server-side cursor: memory holds one chunk of them, and the store
+    built from them needs no sort (whose int64 index would cost 8 bytes an event)."""
     from feedlab.storage.schema import feed
     from sqlalchemy import case, func, select
 
@@ -410,7 +411,8 @@ def read_feed(
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         with engine.connect() as conn:
             rows_per_chunk = chunk_rows or CHUNK_ROWS
-            result = conn.execution_options(yield_per=rows_per_chunk).execute(query.order_by(f.id))
+            ordered = query.order_by(f.timestamp, f.id)  # sorted by the database, not here
+            result = conn.execution_options(yield_per=rows_per_chunk).execute(ordered)
             for rows in result.partitions():
                 # a flat iterator of the values: numpy converts Row objects one by one slowly
                 flat = itertools.chain.from_iterable(rows)
