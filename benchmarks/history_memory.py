@@ -6,6 +6,8 @@ For each database given (demo worlds in PostgreSQL, e.g. `feedlab demo-data --po
 - `History.from_engine` of the code before this design (`--before-rev`, rows materialised as
   Python objects, two sorted int64 copies) and of the current code (streamed chunks, one
   compact copy): peak RSS while loading and the bytes of the event arrays;
+- co-visitation off the request path: the first request of a new day and reads during the
+  refit (`refit_while_serving`);
 - `feedlab snapshot build`: seconds and peak RSS;
 - two gateway workers (`feedlab serve`, `popular` in both arms, one snapshot folder) started
   one after the other: start-up seconds, peak RSS while starting, and after start RSS, PSS
@@ -152,6 +154,64 @@ def build_snapshot(url: str, folder: Path) -> dict:
     return json.loads(out.stdout.splitlines()[-1])
 
 
+REFIT = """
+import json, sys, time
+from datetime import timedelta
+import numpy as np
+from feedlab.models.candidates import DailyCoVisitation
+from feedlab.models.catalog import PostCatalog
+from feedlab.models.history import History
+from feedlab.models.ranker import RankerConfig
+from feedlab.models.refit import midnight
+from feedlab.storage.engine import make_engine
+
+engine = make_engine(sys.argv[1])
+history, catalog = History.from_engine(engine), PostCatalog.from_engine(engine)
+day = midnight(history.time_range()[1])
+daily = DailyCoVisitation(history, catalog.post_ids, RankerConfig().neighbours)
+daily.background = True
+started = time.perf_counter()
+daily.at(day - timedelta(hours=1))  # the warm-up of a load: yesterday's fit, made in place
+fit_s = time.perf_counter() - started
+users = history.users.ids
+rng = np.random.default_rng(0)
+
+def request(at):
+    user = int(rng.choice(users))
+    _, posts, like = history.user_events_before(user, at)
+    history.cumulative_counts(at)
+    liked = catalog.index.lookup(posts[like][-10:])
+    daily.at(at).scores(liked[liked >= 0])
+
+at = day + timedelta(minutes=1)
+started = time.perf_counter()
+request(at)  # the first request of the new day
+first_ms = (time.perf_counter() - started) * 1e3
+pending = daily.pending(at)
+during = []
+while pending is not None and not pending.done():
+    t = time.perf_counter()
+    request(at)
+    during.append((time.perf_counter() - t) * 1e3)
+refit_s = time.perf_counter() - started
+ready = daily.days()[-1] == day
+print(json.dumps({"fit_s": fit_s, "first_ms": first_ms, "refit_s": refit_s, "ready": ready,
+                  "requests": len(during), "p50_ms": float(np.percentile(during or [0], 50)),
+                  "p99_ms": float(np.percentile(during or [0], 99)),
+                  "max_ms": max(during or [0])}))
+"""
+
+
+def refit_while_serving(url: str) -> dict:
+    """In a fresh process on the History of `url`: a co-visitation fit made in place (what a
+    request on a new day used to wait for), then the first request of the next day (it gets
+    yesterday's fit at once) and the latencies of request-like reads while the new day's fit
+    runs on the refit thread."""
+    args = [sys.executable, "-c", REFIT, url]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
 @contextmanager
 def start_worker(
     url: str, workdir: Path, snapshot: Path, timeout: float = 1800
@@ -200,6 +260,7 @@ def measure(url: str, before: Path | None) -> dict:
     if before is not None:
         out["before"] = load_history(url, before)
     out["after"] = load_history(url)
+    out["refit"] = refit_while_serving(url)
     with tempfile.TemporaryDirectory(prefix="history-memory-") as tmp:
         work = Path(tmp)
         snapshot = work / "snapshot"
@@ -281,6 +342,17 @@ def report(results: list[dict]) -> None:
         print(
             f"{n:,} | {w[0]['rss']:.0f}/{w[1]['rss']:.0f} | {w[0]['pss'] + w[1]['pss']:.0f} | "
             f"{w[0]['private']:.0f}/{w[1]['private']:.0f}"
+        )
+    print()
+    print("co-visitation refit of a new day (in-process reads: one user's events, post counts,")
+    print("co-visitation scores) - fit in place s | first request of the day ms | refit s |")
+    print("reads during it | p50 / p99 / max ms")
+    for r in results:
+        f = r["refit"]
+        print(
+            f"{r['after']['events']:,} | {f['fit_s']:.1f} | {f['first_ms']:.1f} | "
+            f"{f['refit_s']:.1f} | {f['requests']} | "
+            f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} / {f['max_ms']:.1f}"
         )
     xs = [r["after"]["events"] for r in results]
     print()
