@@ -89,18 +89,22 @@ class DailyCoVisitation(DailyRefit[CoVisitation]):
 
 
 def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
-    """The `k` largest entries of each row (ties: lower column first), vectorised: one sort
-    of all entries by (row, -value), which runs without the GIL."""
     from scipy import sparse
 
-    m = matrix.tocsr()
-    m.sort_indices()
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    order = np.lexsort((-m.data, rows))
-    rank = np.arange(len(order)) - m.indptr[rows[order]]
-    keep = order[rank < k]
+    rows, cols, vals = [], [], []
+    for i in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
+        if hi == lo:
+            continue
+        data, idx = matrix.data[lo:hi], matrix.indices[lo:hi]
+        keep = np.argsort(-data)[:k] if hi - lo > k else slice(None)
+        rows.append(np.full(len(data[keep]), i))
+        cols.append(idx[keep])
+        vals.append(data[keep])
+    if not rows:
+        return sparse.csr_matrix(matrix.shape, dtype=np.float32)
     return sparse.csr_matrix(
-        (m.data[keep].astype(np.float32), (rows[keep], m.indices[keep])), shape=m.shape
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=matrix.shape
     )
 
 
