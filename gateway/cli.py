@@ -11,6 +11,41 @@ import typer
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("serve-model")(serve_model)
+    snapshot = typer.Typer(help="The gateway's shared history snapshot.", no_args_is_help=True)
+    snapshot.command("build")(snapshot_build)
+    app.add_typer(snapshot, name="snapshot")
+
+
+def snapshot_build(
+    folder: Path = typer.Option(
+        None,
+        "--folder",
+        help="Snapshot folder (default: $FEEDLAB_SNAPSHOT_PATH or <spool dir>/snapshot).",
+    ),
+    spool_dir: Path = typer.Option(None, "--spool-dir", help="Default: ./spool."),
+) -> None:
+    """Build the history snapshot of $FEEDLAB_DATABASE_URL that gateway workers map, ahead of
+    a start (a start builds it itself when it is missing or stale, while the others wait)."""
+    import time
+
+    from feedlab.gateway.settings import Settings
+    from feedlab.gateway.snapshot import build, locked
+    from feedlab.gateway.state import migrate, snapshot_path
+    from feedlab.storage.engine import make_engine
+
+    flags: dict[str, Any] = {"snapshot_path": folder, "spool_dir": spool_dir}
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    path = snapshot_path(settings)
+    migrate(settings)
+    engine = make_engine(settings.database_url)
+    started = time.perf_counter()
+    try:
+        with locked(path):
+            built = build(engine, path)
+    finally:
+        engine.dispose()
+    size = sum(f.stat().st_size for f in built.iterdir())
+    typer.echo(f"{built}: {size / 2**20:.0f} MB in {time.perf_counter() - started:.1f} s")
 
 
 def serve(

@@ -41,8 +41,9 @@ class Settings(DatabaseSettings):
     """Seconds the exposure writer gets at shutdown before what is left is spooled; with
     `db_timeout` it fits Docker's default 10 s stop."""
     snapshot_path: Path | None = None
-    """Local copy of posts, users and history written at each start from the database, used
-    to start while the database is down. None: `<spool_dir>/snapshot.npz`."""
+    """Folder of the shared history snapshot (memory-mapped by every worker) and of what each
+    start with the database adds to it, used to start while the database is down (see
+    `gateway.snapshot`). None: `<spool_dir>/snapshot`."""
     startup_retry_max: float = Field(30.0, gt=0)
     """Longest wait between start-up attempts while the database is down and no snapshot
     exists (the backoff doubles from 0.5 s up to this)."""

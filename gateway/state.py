@@ -58,7 +58,7 @@ def migrate(settings: Settings) -> None:
 
 
 def snapshot_path(settings: Settings) -> Path:
-    return settings.snapshot_path or settings.spool_dir / "snapshot.npz"
+    return settings.snapshot_path or settings.spool_dir / "snapshot"
 
 
 @dataclass
@@ -81,13 +81,14 @@ class GatewayState:
 
     @classmethod
     def load(cls, settings: Settings) -> GatewayState:
-        """From the database (refreshing the local snapshot), else from the snapshot; raises
-        DatabaseUnavailable when neither is there."""
+        """From the database and the shared snapshot (built or rebuilt when it does not match
+        the database), else from the snapshot alone; raises DatabaseUnavailable when neither
+        is there."""
         engine = gateway_engine(settings)
         path = snapshot_path(settings)
         try:
             migrate(settings)
-            data = StartData.from_engine(engine)
+            data = StartData.from_database(engine, path)
         except SQLAlchemyError as exc:
             if not path.exists():
                 engine.dispose()
@@ -102,10 +103,6 @@ class GatewayState:
                 raise DatabaseUnavailable(msg) from bad
             started_from: Literal["database", "snapshot"] = "snapshot"
         else:
-            try:
-                data.save(path)
-            except OSError as exc:  # serving does not need it; the next start might
-                log.warning("could not write the snapshot %s: %s", path, exc)
             started_from = "database"
         posts, history = data.posts, data.history
         follower = None

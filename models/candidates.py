@@ -9,8 +9,6 @@ arm: the posts nearest to the user's taste in embedding space).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from feedlab.models.features import FeatureBuilder, Request, UserState
 from feedlab.models.history import History
+from feedlab.models.refit import DailyRefit
 
 if TYPE_CHECKING:
     from feedlab.models.catalog import PostCatalog
@@ -73,32 +72,20 @@ class CoVisitation:
         return np.bincount(sim.indices[entries], sim.data[entries], minlength=n).astype(np.float32)
 
 
-class DailyCoVisitation:
+class DailyCoVisitation(DailyRefit[CoVisitation]):
     """Co-visitation refitted per day: the one used at `at` is fitted on likes before the
     midnight starting `at`'s day, so it is point-in-time and at most a day stale (training
     fits one per cutoff day the same way; a fixed fit would go stale and skew serving from
-    training). Keeps the last few days."""
-
-    KEEP = 4
+    training). Serving refits it off the request path (`models.refit`)."""
 
     def __init__(self, history: History, catalog_ids: np.ndarray, neighbours: int) -> None:
         self.history = history
         self.catalog_ids = catalog_ids
         self.neighbours = neighbours
-        self._fits: OrderedDict[datetime, CoVisitation] = OrderedDict()
-        self._lock = threading.Lock()
+        super().__init__(self._fit_day, "co-visitation")
 
-    def at(self, at: datetime) -> CoVisitation:
-        day = datetime(at.year, at.month, at.day)
-        with self._lock:
-            fit = self._fits.get(day)
-            if fit is None:
-                fit = CoVisitation.fit(self.history, day, self.catalog_ids, self.neighbours)
-                self._fits[day] = fit
-                while len(self._fits) > self.KEEP:
-                    self._fits.popitem(last=False)
-            self._fits.move_to_end(day)
-            return fit
+    def _fit_day(self, day: datetime) -> CoVisitation:
+        return CoVisitation.fit(self.history, day, self.catalog_ids, self.neighbours)
 
 
 def _top_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:

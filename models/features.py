@@ -132,10 +132,10 @@ class PostStats:
         if self.source is None:
             raise ValueError("stats: built without a history, no decayed popularity")
         history, positions, at = self.source
-        ev = history.events_between(at - WINDOWS["30d"], at)
-        age_days = (to_us(at) - ev.ts[ev.is_like]) / DAY_US
+        ts, liked = history.likes_between(at - WINDOWS["30d"], at)
+        age_days = (to_us(at) - ts) / DAY_US
         by_history = np.bincount(
-            history.posts.lookup(ev.post_ids[ev.is_like]),
+            liked,
             weights=np.exp2(-age_days / DECAY_HALF_LIFE_DAYS),
             minlength=len(history.posts) + 1,
         )

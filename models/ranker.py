@@ -57,6 +57,7 @@ from feedlab.models.features import (
     TextSVD,
 )
 from feedlab.models.history import History
+from feedlab.models.refit import DailyRefit, refits_of
 from feedlab.models.scoring import Prior, Scorer, share_columns
 from feedlab.models.threads import one_blas_thread
 from feedlab.models.training import (
@@ -159,6 +160,10 @@ class Pipeline:
         self, user_id: int, at: datetime, exclude_seen: bool, exclude: Collection[int] | None
     ) -> Request:
         return candidate_request(self.builder, self.sources, user_id, at, exclude_seen, exclude)
+
+    def refits(self) -> list[DailyRefit]:
+        """The per-day fits its sources and feature blocks keep (`models.refit`)."""
+        return refits_of(*self.sources, *self.builder.blocks)
 
 
 class Ranker:
@@ -693,5 +698,12 @@ class RankedRecommender:
                 [*old.topics, *(s for _, s in fresh.values())],
             )
             profiles = self.pipeline.builder.profiles
-            self.pipeline = self.ranker.pipeline(self.history, grown, profiles)
+            background = any(refit.background for refit in self.pipeline.refits())
+            pipeline = self.ranker.pipeline(self.history, grown, profiles)
+            for refit in pipeline.refits():
+                refit.background = background
+            self.pipeline = pipeline
             return len(fresh)
+
+    def refits(self) -> list[DailyRefit]:
+        return self.pipeline.refits()

@@ -17,6 +17,7 @@ from feedlab.models.base import Recommender
 from feedlab.models.catalog import PostCatalog, UserProfiles
 from feedlab.models.history import History
 from feedlab.models.popular import PopularRecommender, RandomRecommender
+from feedlab.models.refit import serve_in_background
 from feedlab.storage.clock import utcnow
 
 ARMS = ("control", "test")
@@ -58,10 +59,13 @@ def load_model(
 def load_warm(
     name: str, artifact: str | Path | None, history: History, posts: PostCatalog | None = None
 ) -> Recommender:
-    """`load_model`, then one request at the current time, so that what a model builds lazily
-    (today's co-visitation fit, the post statistics snapshot) is built while loading (off a
-    server's event loop) and not by the first requests after a start or reload."""
+    """`load_model` for serving: its per-day fits switch to background mode (a request never
+    waits for one, `models.refit`), then one request at the current time, so that what a
+    model builds lazily (today's co-visitation fit, the post statistics snapshot) is built
+    while loading (off a server's event loop) and not by the first requests after a start or
+    reload."""
     model = load_model(name, artifact, history, posts)
+    serve_in_background(model)
     users = history.users.ids
     if len(users):
         model.recommend(int(users[-1]), utcnow(), 1)

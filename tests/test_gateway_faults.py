@@ -168,7 +168,7 @@ def test_start_while_the_database_is_down_serves_from_the_snapshot(world, pg_url
     settings = in_process_settings(pg_url, proxy, tmp_path)
     with ServerThread(create_app(settings)) as first:  # a start with the database: snapshot
         assert httpx.get(f"{first.url}/health").json()["started_from"] == "database"
-    assert (tmp_path / "spool" / "snapshot.npz").exists()
+    assert (tmp_path / "spool" / "snapshot" / "current" / "meta.json").is_file()
     before = count(engine, exposures)
     proxy.sever()
     with ServerThread(create_app(settings)) as gw:
@@ -200,8 +200,8 @@ def test_without_a_snapshot_the_gateway_waits_not_ready_until_the_database_retur
 ):
     engine, proxy = world
     settings = in_process_settings(pg_url, proxy, tmp_path, startup_retry_max=1)
-    (tmp_path / "spool").mkdir()
-    (tmp_path / "spool" / "snapshot.npz").write_bytes(b"damaged")  # no usable snapshot
+    (tmp_path / "spool" / "snapshot").mkdir(parents=True)
+    (tmp_path / "spool" / "snapshot" / "current").write_bytes(b"damaged")  # no usable snapshot
     proxy.sever()
     with ServerThread(create_app(settings)) as gw:
         health = httpx.get(f"{gw.url}/health")

@@ -185,3 +185,88 @@ def test_one_event_adds_interleaved_with_queries_stay_exact(delta_min):
     assert len(h) == n
     for answer, expected in kept:
         assert sorted(answer.tolist()) == sorted(expected)
+
+
+def same_answers(a: History, b: History, users: list[int], posts: list[int], times: list) -> None:
+    """Every point-in-time query gives the same answer on `a` and `b`."""
+    assert len(a) == len(b) and a.time_range() == b.time_range()
+    for at in times:
+        for u in users:
+            for x, y in zip(a.user_events_before(u, at), b.user_events_before(u, at), strict=True):
+                assert x.tolist() == y.tolist()
+        for window in (None, timedelta(days=2)):
+            for x, y in zip(
+                a.post_counts(at, window, posts), b.post_counts(at, window, posts), strict=True
+            ):
+                assert x.tolist() == y.tolist()
+        ea, eb = a.events_between(None, at), b.events_between(None, at)
+        for field in ("ts", "user_ids", "post_ids", "is_like"):
+            assert getattr(ea, field).tolist() == getattr(eb, field).tolist()
+        assert sorted(a.users_before(at).tolist()) == sorted(b.users_before(at).tolist())
+        (ta, pa), (tb, pb) = a.likes_between(day(1), at), b.likes_between(day(1), at)
+        assert sorted(zip(ta.tolist(), a.posts.ids[pa].tolist(), strict=True)) == sorted(
+            zip(tb.tolist(), b.posts.ids[pb].tolist(), strict=True)
+        )
+        ma, mb = a.interaction_matrix(at), b.interaction_matrix(at)
+        pa, pb = a.posts.lookup(posts), b.posts.lookup(posts)
+        ua, ub = a.users.lookup(users), b.users.lookup(users)
+        for i in range(len(users)):
+            for j in range(len(posts)):
+                va = ma[ua[i], pa[j]] if ua[i] >= 0 and pa[j] >= 0 else 0
+                vb = mb[ub[i], pb[j]] if ub[i] >= 0 and pb[j] >= 0 else 0
+                assert va == vb
+
+
+def random_events(n: int, seed: int = 0) -> list[Event]:
+    """Events in random time order, times with microseconds, some tied."""
+    rng = np.random.default_rng(seed)
+    us = rng.integers(0, 10 * 86_400_000_000, n)
+    us[::7] = us[0]  # ties: order among equal times must be kept
+    columns = us, rng.integers(1, 40, n), rng.integers(100, 130, n), rng.choice(["view", "like"], n)
+    return [
+        Event(T + timedelta(microseconds=int(t)), int(u), int(p), str(a))
+        for t, u, p, a in zip(*columns, strict=True)
+    ]
+
+
+def test_streamed_from_engine_equals_the_history_of_the_same_rows(engine, monkeypatch):
+    """Chunks of 37 rows and a per-user order built 64 events at a time give the History
+    that the rows as arrays give (times to the microsecond, ties in id order)."""
+    from feedlab.models import history as module
+
+    monkeypatch.setattr(module, "CHUNK_ROWS", 37)
+    monkeypatch.setattr(module, "ORDER_CHUNK", 64)
+    events = random_events(600)
+    rows = [
+        {"timestamp": e.timestamp, "user_id": e.user_id, "post_id": e.post_id, "action": e.action}
+        for e in events
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(feed), rows)
+    streamed = History.from_engine(engine)
+    expected = History.from_events(events)
+    times = [day(n) for n in (0, 0.3, 2.5, 5, 9.99, 11)]
+    same_answers(streamed, expected, list(range(0, 41)), list(range(99, 131)), times)
+    assert streamed.memory()["base"] < 600 * 24  # bytes per event, all arrays included
+    early = History.from_engine(engine, until=day(5), through_id=400)
+    kept = [e for e in events[:400] if e.timestamp < day(5)]
+    same_answers(early, History.from_events(kept), list(range(1, 40)), [100, 110, 129], times)
+
+
+def test_a_saved_history_maps_read_only_and_takes_events_in_memory(tmp_path):
+    """`open` maps the saved arrays (nothing copied, nothing writable); adds after it land in
+    the recent store and the delta, and every answer equals the History of all events."""
+    events = random_events(500, seed=1)
+    saved = History.from_events(events[:400])
+    saved.save(tmp_path)
+    opened = History.open(tmp_path)
+    base = opened._base
+    assert isinstance(base.ts.base, np.memmap) or isinstance(base.ts, np.memmap)
+    assert not base.ts.flags.writeable and not base.by_user.flags.writeable
+    opened.DELTA_MIN = 30
+    opened.add(events[400:])
+    assert opened._base is base and len(opened._recent) > 0  # the mapped base is never copied
+    times = [day(n) for n in (0.5, 4, 10.5)]
+    same_answers(opened, History.from_events(events), list(range(1, 40)), [100, 115, 129], times)
+    again = History.open(tmp_path, mmap=False)
+    same_answers(again, saved, list(range(1, 40)), [100, 115, 129], times)
