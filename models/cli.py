@@ -143,8 +143,9 @@ def overrides(
 
 @contextmanager
 def training_inputs(url: str | None, t0: datetime | None) -> Iterator[tuple[Engine, TrainingSet]]:
-    """(engine, what to train on) from the database at `url`; T0 defaults to the
-    median view time. Training errors about T0 become a `--t0` usage error."""
+    """(engine, what to train on) from the database at `url`: only the events before T0 are
+    loaded; T0 defaults to the median view time, read in SQL. Training errors about T0 become a
+    `--t0` usage error."""
     from feedlab.analysis.offline.evaluate import stored_median_time
     from feedlab.models.catalog import PostCatalog, UserProfiles
     from feedlab.models.history import History, from_us, to_us
@@ -162,6 +163,12 @@ def training_inputs(url: str | None, t0: datetime | None) -> Iterator[tuple[Engi
                 "the feed table is empty: import data first", param_hint="--url"
             ) from None
         history = History.from_engine(engine, until=start)  # training reads nothing later
+        if len(history) == 0:
+            raise typer.BadParameter(
+                f"the feed table has no events before {start}: import data first or pick a "
+                "later T0",
+                param_hint="--t0",
+            )
         posts = PostCatalog.from_engine(engine)
         users = UserProfiles.from_engine(engine)
         try:
