@@ -104,7 +104,7 @@ class RankerConfig:
     selection_folds: int = 0
     selection_priors: tuple[str, ...] = ("7d", "30d", "all", "decay3d")
     # labelled rows sampled over (user, cutoff) groups: training time and memory follow this
-    # budget, not the number of events (MovieLens 100K and the 5,000-user demo world fit in it)
+    # budget, not the number of events (MovieLens 100K and quality.py's demo world fit in it)
     max_rows: int = DEFAULT_MAX_ROWS
     iterations: int = 300
     tree_step: int = 10

@@ -70,9 +70,8 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     """`parts` stacked along rows: a view of their base array when they are consecutive row
     slices of it, else a new array."""
     base = parts[0].base
-    address = base.__array_interface__["data"][0] if isinstance(base, np.ndarray) else 0
     if isinstance(base, np.ndarray) and base.flags.c_contiguous:
-        row = base.strides[0]
+        address, row = base.__array_interface__["data"][0], base.strides[0]
         starts = [(p.__array_interface__["data"][0] - address) // row for p in parts]
         same = all(p.base is base and p.strides == base.strides for p in parts)
         ends = [s + len(p) for s, p in zip(starts, parts, strict=True)]
