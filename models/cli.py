@@ -36,7 +36,7 @@ MaxRowsOption = Annotated[
         "--max-rows",
         min=1000,
         help="Budget of labelled training rows, sampled over (user, cutoff) groups: time and "
-        "memory follow it, not the number of events (default: RankerConfig's, 2,000,000).",
+        "memory follow it, not the number of events (default: RankerConfig's, 4,000,000).",
     ),
 ]
 

@@ -78,7 +78,7 @@ from feedlab.models.training import (
 )
 
 FORMAT_VERSION = 2
-DEFAULT_MAX_ROWS = 2_000_000
+DEFAULT_MAX_ROWS = 4_000_000
 POPULAR_COLUMN = "post_like_share_30d"  # the "popular" line of the validation metrics
 GROUPWISE_LOSSES = frozenset(
     {"YetiRank", "YetiRankPairwise", "PairLogit", "PairLogitPairwise", "QueryRMSE", "QuerySoftMax"}
