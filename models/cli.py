@@ -30,6 +30,16 @@ IterationsOption = Annotated[
     typer.Option("--iterations", min=10, help="Max CatBoost trees (default: RankerConfig's)."),
 ]
 
+MaxRowsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-rows",
+        min=1000,
+        help="Budget of labelled training rows, sampled over (user, cutoff) groups: time and "
+        "memory follow it, not the number of events (default: RankerConfig's, 4,000,000).",
+    ),
+]
+
 FoldsOption = Annotated[
     int,
     typer.Option(
@@ -55,10 +65,11 @@ def train_control(
     url: UrlOption = None,
     iterations: IterationsOption = None,
     selection_folds: FoldsOption = 0,
+    max_rows: MaxRowsOption = None,
 ) -> None:
     """Train the control arm (classic features + CatBoost) on events before T0."""
     with plain_warnings():
-        meta = run_train_control(url, t0, out, iterations, selection_folds)
+        meta = run_train_control(url, t0, out, iterations, selection_folds, max_rows)
     typer.echo(
         f"control {meta['version']} written to {out} in {meta['train_seconds']} s "
         f"({meta['training_data']['rows']} rows); {held_out(meta['metrics'])}"
@@ -79,10 +90,11 @@ def train_test(
     url: UrlOption = None,
     iterations: IterationsOption = None,
     selection_folds: FoldsOption = 0,
+    max_rows: MaxRowsOption = None,
 ) -> None:
     """Train the test arm (post embeddings + CatBoost) on events before T0."""
     with plain_warnings():
-        meta = run_train_test(url, t0, out, embedding_model, iterations, selection_folds)
+        meta = run_train_test(url, t0, out, embedding_model, iterations, selection_folds, max_rows)
     typer.echo(
         f"test arm {meta['version']} written to {out} "
         f"(embeddings: {meta['embedding']['model']}, {meta['embedding']['encoded_now']} "
@@ -117,19 +129,24 @@ def held_out(m: dict) -> str:
     return line
 
 
-def overrides(iterations: int | None, selection_folds: int) -> dict[str, int]:
+def overrides(
+    iterations: int | None, selection_folds: int, max_rows: int | None = None
+) -> dict[str, int]:
     """The `RankerConfig` fields the command line sets (the rest keep the arm's defaults)."""
     out = {"selection_folds": selection_folds}
     if iterations is not None:
         out["iterations"] = iterations
+    if max_rows is not None:
+        out["max_rows"] = max_rows
     return out
 
 
 @contextmanager
 def training_inputs(url: str | None, t0: datetime | None) -> Iterator[tuple[Engine, TrainingSet]]:
-    """(engine, what to train on) from the database at `url`; T0 defaults to the
-    median view time. Training errors about T0 become a `--t0` usage error."""
-    from feedlab.analysis.offline.evaluate import median_time
+    """(engine, what to train on) from the database at `url`: only the events before T0 are
+    loaded; T0 defaults to the median view time, read in SQL. Training errors about T0 become a
+    `--t0` usage error."""
+    from feedlab.analysis.offline.evaluate import stored_median_time
     from feedlab.models.catalog import PostCatalog, UserProfiles
     from feedlab.models.history import History, from_us, to_us
     from feedlab.models.ranker import TrainingSet
@@ -139,14 +156,21 @@ def training_inputs(url: str | None, t0: datetime | None) -> Iterator[tuple[Engi
 
     engine = make_engine(database_url(url))
     try:
-        history = History.from_engine(engine)
-        if len(history) == 0:
+        try:
+            start = stored_median_time(engine) if t0 is None else from_us(to_us(t0))
+        except ValueError:
             raise typer.BadParameter(
                 "the feed table is empty: import data first", param_hint="--url"
+            ) from None
+        history = History.from_engine(engine, until=start)  # training reads nothing later
+        if len(history) == 0:
+            raise typer.BadParameter(
+                f"the feed table has no events before {start}: import data first or pick a "
+                "later T0",
+                param_hint="--t0",
             )
         posts = PostCatalog.from_engine(engine)
         users = UserProfiles.from_engine(engine)
-        start = median_time(history) if t0 is None else from_us(to_us(t0))
         try:
             yield engine, TrainingSet(history, posts, users, start)
         except ValueError as exc:
@@ -161,12 +185,13 @@ def run_train_control(
     out: Path,
     iterations: int | None = None,
     selection_folds: int = 0,
+    max_rows: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train; returns meta."""
     from feedlab.models import control
 
-    config = control.config(**overrides(iterations, selection_folds))
+    config = control.config(**overrides(iterations, selection_folds, max_rows))
     with training_inputs(url, t0) as (_, data):
         return control.train(data, out, config, progress=progress)
 
@@ -178,13 +203,14 @@ def run_train_test(
     embedding_model: str | None = None,
     iterations: int | None = None,
     selection_folds: int = 0,
+    max_rows: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Load History, posts and users from the database at `url` and train the test arm with the
     table's embedding cache; returns meta."""
     from feedlab.models import test
 
-    config = test.config(**overrides(iterations, selection_folds))
+    config = test.config(**overrides(iterations, selection_folds, max_rows))
     embedding = test.EmbeddingConfig(model=embedding_model or test.DEFAULT_MODEL)
     with training_inputs(url, t0) as (engine, data):
         return test.train(data, out, config, embedding, engine=engine, progress=progress)

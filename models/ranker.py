@@ -8,10 +8,12 @@ write and read the artifact folder; `recommender` serves the fitted ranker on a 
 Training rows and requests go through the same `Pipeline`, so what the model was fitted on is
 what it is served.
 
-Training, point-in-time by construction: the ranker sees `history.until(t0)` only. Rows come
+Training, point-in-time by construction: the ranker sees the events before T0 only. Rows come
 from cutoffs c < T0 (every `step_days` back from T0 - W): for each, the users with a like in
 [c, c+W) and an event before c, their candidates at c (posts they had not seen), features from
-history before c, label = liked in [c, c+W). The latest `valid_cutoffs` cutoffs are held out:
+history before c, label = liked in [c, c+W). At most `max_rows` rows in all: past that budget,
+a uniform sample of the (user, cutoff) groups, so training is bounded by the budget, not by the
+number of events. The latest `valid_cutoffs` cutoffs are held out:
 the prior is fitted on the others, the correction is fitted with `iterations` trees and the
 held-out HitRate@5 among candidates picks the tree count (in steps of `tree_step`, zero trees =
 the prior alone, ties to fewer trees; log-loss keeps falling on user-level calibration long
@@ -61,6 +63,7 @@ from feedlab.models.refit import DailyRefit, refits_of
 from feedlab.models.scoring import Prior, Scorer, share_columns
 from feedlab.models.threads import one_blas_thread
 from feedlab.models.training import (
+    RowBuffer,
     TrainingRows,
     TreeProgress,
     cutoffs,
@@ -75,6 +78,7 @@ from feedlab.models.training import (
 )
 
 FORMAT_VERSION = 2
+DEFAULT_MAX_ROWS = 4_000_000
 POPULAR_COLUMN = "post_like_share_30d"  # the "popular" line of the validation metrics
 GROUPWISE_LOSSES = frozenset(
     {"YetiRank", "YetiRankPairwise", "PairLogit", "PairLogitPairwise", "QueryRMSE", "QuerySoftMax"}
@@ -99,6 +103,9 @@ class RankerConfig:
     # compare the `selection_priors` and the correction with a paired CI (see `rolling_choice`)
     selection_folds: int = 0
     selection_priors: tuple[str, ...] = ("7d", "30d", "all", "decay3d")
+    # labelled rows sampled over (user, cutoff) groups: training time and memory follow this
+    # budget, not the number of events (MovieLens 100K and quality.py's demo world fit in it)
+    max_rows: int = DEFAULT_MAX_ROWS
     iterations: int = 300
     tree_step: int = 10
     depth: int = 4
@@ -180,7 +187,7 @@ class Ranker:
         """Fit on the events before `data.t0` only (`label` names the progress bars)."""
         config, t0 = self.config, data.t0
         started = time.perf_counter()
-        past = data.history.until(t0)
+        past = events_before(data.history, t0)
         span = past.time_range()
         if span is None:
             raise ValueError(f"t0: no events before {t0}")
@@ -192,7 +199,14 @@ class Ranker:
         wanted = list(dict.fromkeys([*shares, *candidates, POPULAR_COLUMN, *config.ranker_columns]))
         with one_blas_thread():  # thousands of small products: threads only add wake-ups
             per_cutoff = rows_per_cutoff(
-                pipeline, points, wanted, config.window_days, progress, label
+                pipeline,
+                points,
+                wanted,
+                config.window_days,
+                config.max_rows,
+                config.seed,
+                progress,
+                label,
             )
         rows = TrainingRows.concat(per_cutoff)
         columns = list(config.ranker_columns)
@@ -586,60 +600,74 @@ def rows_per_cutoff(
     points: Sequence[datetime],
     columns: list[str],
     window_days: float,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    seed: int = 0,
     progress: bool = True,
     label: str = "ranker",
 ) -> list[TrainingRows]:
-    """`labelled_rows` of every cutoff that has any, group ids unique across cutoffs."""
+    """`labelled_rows` of every cutoff that has any, at most `max_rows` in all, group ids
+    unique across cutoffs. The budget is shared out as it goes: each cutoff may fill an equal
+    part of what the previous cutoffs left, so a cutoff with few users leaves room to later
+    ones. Every cutoff's rows are views into one `RowBuffer`."""
     from tqdm import tqdm
 
+    buffer = RowBuffer(max_rows, columns)
+    rng = np.random.default_rng(seed)
     per_cutoff: list[TrainingRows] = []
-    offset = 0
-    for c in tqdm(points, desc=f"{label}: training rows", disable=not progress):
-        rows = labelled_rows(pipeline, c, columns, window_days, offset)
+    for i, c in enumerate(tqdm(points, desc=f"{label}: training rows", disable=not progress)):
+        quota = (max_rows - buffer.filled) // (len(points) - i)
+        rows = labelled_rows(pipeline, c, columns, window_days, buffer, quota, rng)
         if rows is not None:
             per_cutoff.append(rows)
-            offset = int(rows.groups.max()) + 1
     if len(per_cutoff) < 2:
         raise ValueError("t0: too few labelled training rows before T0 (need two cutoffs)")
     return per_cutoff
 
 
 def labelled_rows(
-    pipeline: Pipeline, cutoff: datetime, columns: list[str], window_days: float, offset: int
+    pipeline: Pipeline,
+    cutoff: datetime,
+    columns: list[str],
+    window_days: float,
+    buffer: RowBuffer,
+    quota: int,
+    rng: np.random.Generator,
 ) -> TrainingRows | None:
-    """The candidates at `cutoff` (seen posts excluded) of each user with an event before it
-    and a like in [cutoff, cutoff + window), labelled by those likes; users none of whose
-    candidates they liked are left out. Labels and groups are set over all users at once."""
+    """The candidates at `cutoff` (seen posts excluded) of users with an event before it and a
+    like in [cutoff, cutoff + window), labelled by those likes, appended to `buffer`; users
+    none of whose candidates they liked are left out. Users are taken in a random order until
+    their rows would pass `quota`: with room for all (the usual case on small data) the rows
+    are exactly every such user's, and within a budget a uniform sample of (user, cutoff)
+    groups. Only sampled users are ever requested, so the work is bounded by the budget."""
     history = pipeline.builder.history
     window = history.events_between(cutoff, cutoff + timedelta(days=window_days))
     liked_users, liked_posts = window.user_ids[window.is_like], window.post_ids[window.is_like]
-    requests = [pipeline.request(int(u), cutoff, True, None) for u in np.unique(liked_users)]
-    requests = [r for r in requests if len(r.user.ts) and len(r.candidates)]
-    if not requests:
+    order = np.lexsort((liked_posts, liked_users))
+    liked_users, liked_posts = liked_users[order], liked_posts[order]
+    users, starts = np.unique(liked_users, return_index=True)
+    ends = np.r_[starts[1:], len(liked_users)]
+    start = buffer.filled
+    for k in rng.permutation(len(users)):
+        req = pipeline.request(int(users[k]), cutoff, True, None)
+        if not len(req.user.ts) or not len(req.candidates):
+            continue
+        liked = liked_posts[starts[k] : ends[k]]
+        labels = np.isin(pipeline.catalog.post_ids[req.candidates], liked)
+        if not labels.any():
+            continue
+        if buffer.filled - start + len(labels) > quota:
+            break
+        buffer.append(pipeline.builder.matrix(req, columns), labels, int(users[k]))
+    if buffer.filled == start:
         return None
-    sizes = np.array([len(r.candidates) for r in requests])
-    owner = np.repeat(np.arange(len(requests)), sizes)
-    posts = pipeline.catalog.post_ids[np.concatenate([r.candidates for r in requests])]
-    users = np.array([r.user.user_id for r in requests])
-    labels = pair_in(users[owner], posts, liked_users, liked_posts)
-    keep = np.flatnonzero(np.bincount(owner, weights=labels, minlength=len(requests)) > 0)
-    if not len(keep):
-        return None
-    rows = np.isin(owner, keep)
-    matrix = np.vstack([pipeline.builder.matrix(requests[i], columns) for i in keep])
-    groups = offset + np.searchsorted(keep, owner[rows])
-    return TrainingRows(matrix, labels[rows], groups, columns, users[owner[rows]], cutoff)
+    return buffer.close_cutoff(start, cutoff)
 
 
-def pair_in(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray) -> np.ndarray:
-    """Whether each pair (a[i], b[i]) is among the pairs (set_a[j], set_b[j])."""
-
-    def pairs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        out = np.empty(len(x), [("a", np.int64), ("b", np.int64)])
-        out["a"], out["b"] = x, y
-        return out
-
-    return np.isin(pairs(a, b), pairs(set_a, set_b))
+def events_before(history: History, t0: datetime) -> History:
+    """`history` itself when it holds nothing at or after `t0` (training loads only the events
+    before T0, and a copy of tens of millions of events would double its memory), else
+    `history.until(t0)`."""
+    return history if len(history.events_between(t0, None)) == 0 else history.until(t0)
 
 
 class RankedRecommender:

@@ -37,13 +37,15 @@ class TrainingRows:
 
     @classmethod
     def concat(cls, parts: list[TrainingRows]) -> TrainingRows:
+        """The rows of `parts` in order: a view when they are consecutive row ranges of one
+        buffer (as `RowBuffer` makes them, so holding out cutoffs copies nothing), else a copy."""
         users = [r.users for r in parts if r.users is not None]
         return cls(
-            np.vstack([r.matrix for r in parts]),
-            np.concatenate([r.labels for r in parts]),
-            np.concatenate([r.groups for r in parts]),
+            _joined([r.matrix for r in parts]),
+            _joined([r.labels for r in parts]),
+            _joined([r.groups for r in parts]),
             parts[0].columns,
-            np.concatenate(users) if len(users) == len(parts) else None,
+            _joined(users) if len(users) == len(parts) else None,
         )
 
     def group_users(self) -> np.ndarray:
@@ -61,6 +63,66 @@ class TrainingRows:
         users = None if self.users is None else self.users[mask]
         return TrainingRows(
             self.matrix[mask], self.labels[mask], self.groups[mask], self.columns, users
+        )
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """`parts` stacked along rows: a view of their base array when they are consecutive row
+    slices of it, else a new array."""
+    base = parts[0].base
+    if isinstance(base, np.ndarray) and base.flags.c_contiguous:
+        address, row = base.__array_interface__["data"][0], base.strides[0]
+        starts = [(p.__array_interface__["data"][0] - address) // row for p in parts]
+        same = all(p.base is base and p.strides == base.strides for p in parts)
+        ends = [s + len(p) for s, p in zip(starts, parts, strict=True)]
+        if same and starts[1:] == ends[:-1]:
+            return base[starts[0] : ends[-1]]
+    return np.concatenate(parts)
+
+
+class RowBuffer:
+    """Room for at most `capacity` labelled rows, allocated once and filled cutoff by cutoff:
+    training memory is set by the row budget, whatever the number of events, and each
+    cutoff's `TrainingRows` is a view into it. Pages are touched only as rows are written."""
+
+    def __init__(self, capacity: int, columns: list[str]) -> None:
+        self.columns = columns
+        self.matrix = np.empty((capacity, len(columns)), np.float32)
+        self.labels = np.empty(capacity, bool)
+        self.users = np.empty(capacity, np.int64)
+        self.groups = np.empty(capacity, np.int64)
+        self.filled = 0
+        self._next_group = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def append(self, matrix: np.ndarray, labels: np.ndarray, user: int) -> None:
+        """One group's rows (a user's candidates at a cutoff)."""
+        lo, hi = self.filled, self.filled + len(labels)
+        if hi > len(self):
+            raise ValueError(f"rows: {hi} exceed the buffer of {len(self)}")
+        self.matrix[lo:hi], self.labels[lo:hi], self.users[lo:hi] = matrix, labels, user
+        self.filled = hi
+
+    def close_cutoff(self, start: int, cutoff: datetime) -> TrainingRows:
+        """The rows appended since `start` as one cutoff's rows: groups ordered by user id
+        (the order does not depend on how users were sampled) and numbered after the previous
+        cutoff's."""
+        part = slice(start, self.filled)
+        order = np.argsort(self.users[part], kind="stable")
+        for array in (self.matrix, self.labels, self.users):
+            array[part] = array[part][order]
+        _, group = np.unique(self.users[part], return_inverse=True)
+        self.groups[part] = self._next_group + group
+        self._next_group += int(group.max()) + 1
+        return TrainingRows(
+            self.matrix[part],
+            self.labels[part],
+            self.groups[part],
+            self.columns,
+            self.users[part],
+            cutoff,
         )
 
 

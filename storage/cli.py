@@ -156,6 +156,15 @@ def demo_data(
         help="Strength (log-odds) of the hidden within-topic taste that shows only in a post's "
         "words: what a text model can learn and a topic label cannot.",
     ),
+    chunk_users: int = typer.Option(
+        None,
+        "--chunk-users",
+        min=1,
+        help="Draw the history a chunk of this many users at a time and copy each chunk into "
+        "the database before the next, so memory stays bounded by a chunk: for worlds of tens "
+        "of millions of events (e.g. --users 163000 --posts 7000 --days 120 --chunk-users "
+        "5000). Default: the whole history at once, in memory.",
+    ),
     url: str = typer.Option(None, "--url", help=URL_HELP),
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
     spec_out: Path = typer.Option(
@@ -175,6 +184,7 @@ def demo_data(
         days=days,
         posts_csv=str(posts_csv) if posts_csv else None,
         params=PreferenceParams(subtheme_effect=taste),
+        chunk_users=chunk_users,
     )
     _run_import(url, lambda engine: load_demo_world(spec, engine, replace=replace))
     spec.save(spec_out)

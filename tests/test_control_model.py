@@ -138,3 +138,9 @@ def test_train_command_writes_artifact(tmp_path):
         json.loads((tmp_path / "rolling" / "meta.json").read_text())["config"]["selection_folds"]
         == 2
     )
+    budget = [*args[:4], "--out", str(tmp_path / "budget"), *args[6:], "--max-rows", "3000"]
+    result = CliRunner().invoke(app, [*budget, "--iterations", "20"])
+    assert result.exit_code == 0, result.output
+    budgeted = json.loads((tmp_path / "budget" / "meta.json").read_text())
+    assert budgeted["config"]["max_rows"] == 3000
+    assert 0 < budgeted["training_data"]["rows"] <= 3000 < meta["training_data"]["rows"]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from feedlab.storage import schema
 from feedlab.storage.demo.preferences import demographic_group
-from feedlab.storage.demo.world import World, WorldSpec
+from feedlab.storage.demo.world import World, WorldSpec, stream_history
 from scipy.stats import chi2, chi2_contingency
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -171,3 +171,34 @@ def test_real_post_texts_get_sub_themes_from_their_words(shared_data):
     assert (per_topic >= 2).all()
     assert world.posts.equals(again.posts) and world.feed.equals(again.feed)
     assert world.posts["text"].str.len().min() > 200
+
+
+def test_streamed_world_draws_from_the_same_model_in_chunks_loaded_by_the_cli(db_url, tmp_path):
+    """`--chunk-users`: the same hidden model, each chunk a time-ordered frame of its own users
+    (a post seen at most once per user), about as many events per user as the in-memory world,
+    and the CLI stores exactly the streamed rows."""
+    spec = WorldSpec(seed=5, n_users=600, n_posts=150, days=10, chunk_users=250)
+    whole = World.build(WorldSpec(seed=5, n_users=600, n_posts=150, days=10))
+    chunks = list(stream_history(spec, spec.preference_model()))
+    assert len(chunks) == 3
+    for lo, chunk in zip((1, 251, 501), chunks, strict=True):
+        assert chunk["user_id"].between(lo, lo + 249).all()
+        assert chunk["timestamp"].is_monotonic_increasing
+        views = chunk[chunk["action"] == "view"]
+        assert not views.duplicated(["user_id", "post_id"]).any()
+        assert (chunk["action"] == "like").sum() == views["target"].sum()
+    streamed = pd.concat(chunks)
+    assert 0.9 < len(streamed) / len(whole.feed) < 1.1
+    liked = streamed.loc[streamed["action"] == "view", "target"].mean()
+    assert 0.10 <= liked <= 0.20
+    args = ["demo-data", "--users", "600", "--posts", "150", "--days", "10", "--seed", "5"]
+    args += ["--chunk-users", "250", "--url", db_url, "--spec-out", str(tmp_path / "w.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert WorldSpec.load(tmp_path / "w.json").chunk_users == 250
+    engine = migrated(db_url)
+    with engine.connect() as conn:
+        stored = conn.execute(select(schema.feed.c.user_id, schema.feed.c.action)).all()
+    engine.dispose()
+    assert len(stored) == len(streamed)
+    assert sum(a == "like" for _, a in stored) == (streamed["action"] == "like").sum()

@@ -13,10 +13,14 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 from feedlab.models.base import Recommender
-from feedlab.models.history import History, from_us
+from feedlab.models.history import History, from_us, to_us
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 DEFAULT_WINDOW = timedelta(days=7)
 DEFAULT_K = 5
@@ -109,6 +113,26 @@ def median_time(history: History) -> datetime:
         raise ValueError("history is empty: nothing to evaluate")
     views = ev.ts[~ev.is_like]
     return from_us(int(np.median(views if len(views) else ev.ts)))
+
+
+def stored_median_time(engine: Engine) -> datetime:
+    """`median_time` of the events in the database's feed table, from its middle one or two
+    rows in SQL: the default T0 is known before any event is loaded, so training loads only
+    the events before it."""
+    from feedlab.storage.schema import VIEW, feed
+    from sqlalchemy import func, select, true
+
+    with engine.connect() as conn:
+        which = feed.c.action == VIEW
+        n = conn.execute(select(func.count()).select_from(feed).where(which)).scalar_one()
+        if n == 0:
+            which = true()
+            n = conn.execute(select(func.count()).select_from(feed)).scalar_one()
+        if n == 0:
+            raise ValueError("history is empty: nothing to evaluate")
+        query = select(feed.c.timestamp).where(which).order_by(feed.c.timestamp)
+        middle = conn.execute(query.offset((n - 1) // 2).limit(2 - n % 2)).scalars().all()
+    return from_us(int(np.median([to_us(t) for t in middle])))
 
 
 def recommender_call(model: Recommender) -> Callable[[int, datetime, int, np.ndarray], list[int]]:

@@ -15,11 +15,16 @@ History: views come from a logging policy that ignores taste — a mix of unifor
 popularity-weighted picks among posts already created — at times spread over `days` with a
 daily cycle (peak in the evening); a user sees a post at most once. Each view is liked with the
 model's probability; a like follows its view by 1–300 s and sets the view's target to 1.
+
+A world of the real size (163k users, ~77M events) does not fit in memory at once: with
+`chunk_users` set, the history is drawn a chunk of users at a time from the same hidden model and
+logging policy (`stream_history`) and each chunk is copied into the database before the next.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +67,8 @@ class WorldSpec:
     explore_share: float = 0.4  # share of views picked uniformly at random, the rest by popularity
     popularity_sigma: float = 1.0
     old_posts_share: float = 0.3  # posts created in the 30 days before `start`
+    # None: the history is drawn at once, in memory; N: streamed in chunks of N users
+    chunk_users: int | None = None
     params: PreferenceParams = field(default_factory=PreferenceParams)
 
     def save(self, path: Path) -> None:
@@ -173,17 +180,60 @@ def _history(spec: WorldSpec, model: PreferenceModel, posts: pd.DataFrame) -> pd
     n_views = round(spec.views_per_user_day * n_users * spec.days)
     activity = rng.lognormal(0.0, 0.8, n_users)
     user_pos = rng.choice(n_users, size=n_views, p=activity / activity.sum())
-    day = rng.integers(0, spec.days, n_views)
-    hour = rng.choice(24, size=n_views, p=HOURLY / HOURLY.sum())
-    second = day * 86400 + hour * 3600 + rng.integers(0, 3600, n_views)
-    at = spec.start_time + second.astype("timedelta64[s]")
+    at = _view_times(spec, rng, n_views)
+    popularity = _popularity(spec, rng, len(model.post_ids))
+    return _feed_rows(spec, model, rng, user_pos, at, popularity)
 
+
+def stream_history(spec: WorldSpec, model: PreferenceModel) -> Iterator[pd.DataFrame]:
+    """The history in chunks of `spec.chunk_users` users, each chunk's feed frame in time order:
+    memory is bounded by a chunk, not by the whole history. Each user's expected number of views
+    is the same as in `_history` (activity share x views per user-day x days x users); the count
+    is drawn per user (Poisson) instead of one global multinomial, so chunks are independent."""
+    if not spec.chunk_users:
+        raise ValueError("chunk_users: a streamed world needs a chunk size")
+    rng = spec.rng("history")
+    n_users = len(model.user_ids)
+    activity = rng.lognormal(0.0, 0.8, n_users)
+    popularity = _popularity(spec, rng, len(model.post_ids))
+    expected = spec.views_per_user_day * spec.days * n_users * activity / activity.sum()
+    for lo in range(0, n_users, spec.chunk_users):
+        hi = min(lo + spec.chunk_users, n_users)
+        user_pos = np.repeat(np.arange(lo, hi), rng.poisson(expected[lo:hi]))
+        at = _view_times(spec, rng, len(user_pos))
+        yield _feed_rows(spec, model, rng, user_pos, at, popularity)
+
+
+def _view_times(spec: WorldSpec, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` view times spread over the days, with the daily cycle (`HOURLY`)."""
+    day = rng.integers(0, spec.days, n)
+    hour = rng.choice(24, size=n, p=HOURLY / HOURLY.sum())
+    second = day * 86400 + hour * 3600 + rng.integers(0, 3600, n)
+    return spec.start_time + second.astype("timedelta64[s]")
+
+
+def _popularity(spec: WorldSpec, rng: np.random.Generator, n_posts: int) -> np.ndarray:
+    """The logging policy's popularity weight of each post (by creation order)."""
+    return np.exp(spec.popularity_sigma * rng.standard_normal(n_posts))
+
+
+def _feed_rows(
+    spec: WorldSpec,
+    model: PreferenceModel,
+    rng: np.random.Generator,
+    user_pos: np.ndarray,
+    at: np.ndarray,
+    popularity: np.ndarray,
+) -> pd.DataFrame:
+    """Feed rows (views and their likes, in time order) of views by `user_pos` at `at`: the
+    logging policy picks each view's post, a user sees a post at most once, and the hidden
+    model decides the likes."""
+    n_views = len(user_pos)
     # Posts ordered by creation; a view at `at` may pick any post created before it.
     created = model.post_created
     order = np.argsort(created, kind="stable")
     eligible = np.searchsorted(created[order], at, side="right")
     keep = eligible > 0
-    popularity = np.exp(spec.popularity_sigma * rng.standard_normal(len(order)))
     cum = np.cumsum(popularity[order])
     uniform_pick = np.floor(rng.random(n_views) * eligible).astype(np.int64)
     target = rng.random(n_views) * cum[np.maximum(eligible - 1, 0)]
@@ -226,14 +276,27 @@ def _history(spec: WorldSpec, model: PreferenceModel, posts: pd.DataFrame) -> pd
 
 
 def load_demo_world(spec: WorldSpec, engine: Engine, *, replace: bool = False) -> ImportSummary:
-    """Build the world and load it through the importers' validation and bulk loading."""
-    world = World.build(spec)
-    rows = Rows("demo feed", world.feed, np.arange(1, len(world.feed) + 1), unit="row")
+    """Build the world and load it through the importers' validation and bulk loading; with
+    `spec.chunk_users` the history streams to the database a chunk of users at a time."""
+    if spec.chunk_users:
+        users, posts, model, _ = _population(spec)
+        feed_batches = _numbered(stream_history(spec, model))
+    else:
+        world = World.build(spec)
+        users, posts, feed_batches = world.users, world.posts, _numbered(iter([world.feed]))
     return load_world(
         engine,
-        world.users,
-        world.posts,
-        lambda checker: checked(checker, [rows]),
+        users,
+        posts,
+        lambda checker: checked(checker, feed_batches),
         replace=replace,
         desc="demo feed",
     )
+
+
+def _numbered(frames: Iterator[pd.DataFrame]) -> Iterator[Rows]:
+    """Feed frames as validation batches, rows numbered across batches."""
+    first = 1
+    for frame in frames:
+        yield Rows("demo feed", frame, np.arange(first, first + len(frame)), unit="row")
+        first += len(frame)
