@@ -2,8 +2,9 @@
 candidate sources and as ranking features.
 
 Both are item × item matrices fitted on the likes strictly before a cutoff and refitted per
-day (`models.refit.DailyRefit`, off the request path in serving), so training (one fit per cutoff day) and serving (one per day) see the same
-kind of model and nothing at or after the request.
+day (`models.refit.DailyRefit`, off the request path in serving), so training (one fit per
+cutoff day) and serving (one per day) see the same kind of model and nothing at or after the
+request. Both are opt-in: EASE is fitted only when a column or the EASE source asks for it.
 
 EASE (H. Steck, 2019) is the closed-form linear item-to-item model
 B = I - P / diag(P), P = (XᵀX + λI)⁻¹ over the users × posts like matrix X. The solve is dense
