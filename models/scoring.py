@@ -4,9 +4,8 @@ On MovieLens the pre-T0 weeks and the later ones differ (early users rate their 
 later ones what is new), so a ranker free to use every feature learns the early regime and
 ranks below plain recent popularity afterwards. Here a logistic fit on the log of one post
 like-share column (the window that ranks pre-T0 candidates best) carries the ranking, and
-CatBoost, with the prior as its `baseline`, corrects it (with a per-user ranking loss by
-default: it reorders each user's candidates) from the shared and arm columns. Zero trees
-means "the prior alone".
+CatBoost, with the prior as its `baseline`, only corrects it from a few user-level and arm
+columns. Zero trees means "the prior alone".
 """
 
 from __future__ import annotations
