@@ -24,6 +24,23 @@ if TYPE_CHECKING:
     from scipy import sparse
 
 
+def catalog_likes(history: History, at: datetime, catalog_ids: np.ndarray) -> sparse.csr_matrix:
+    """Users × catalog posts 0/1 matrix of likes strictly before `at` (posts outside the
+    catalog cannot be recommended, so they are left out)."""
+    from scipy import sparse
+
+    likes = history.interaction_matrix(at, likes=True)
+    likes.sum_duplicates()
+    likes.data[:] = 1.0
+    hist_pos = history.posts.lookup(catalog_ids)
+    to_catalog = sparse.csr_matrix(
+        (np.ones(int((hist_pos >= 0).sum()), np.float32),
+         (hist_pos[hist_pos >= 0], np.flatnonzero(hist_pos >= 0))),
+        shape=(likes.shape[1], len(catalog_ids)),
+    )  # fmt: skip
+    return (likes @ to_catalog).tocsr()
+
+
 class CoVisitation:
     """Post × post cosine similarity of likes before a cutoff, by catalog position."""
 
@@ -37,17 +54,8 @@ class CoVisitation:
         """From likes strictly before `at`; keeps each post's `neighbours` most similar posts."""
         from scipy import sparse
 
-        likes = history.interaction_matrix(at, likes=True)
-        likes.data[:] = 1.0
-        hist_pos = history.posts.lookup(catalog_ids)
         n = len(catalog_ids)
-        # catalog columns only (posts outside the catalog cannot be recommended)
-        to_catalog = sparse.csr_matrix(
-            (np.ones(int((hist_pos >= 0).sum()), np.float32),
-             (hist_pos[hist_pos >= 0], np.flatnonzero(hist_pos >= 0))),
-            shape=(likes.shape[1], n),
-        )  # fmt: skip
-        x = (likes @ to_catalog).tocsc()
+        x = catalog_likes(history, at, catalog_ids).tocsc()
         co = (x.T @ x).tocsr()
         norms = np.sqrt(co.diagonal()).astype(np.float32)
         co.setdiag(0)
@@ -159,14 +167,12 @@ class CoVisited:
         return top_positions(scores, self.k, allowed & (scores > 0))
 
 
-def shared_sources(
-    config: CandidateConfig, history: History, catalog: PostCatalog, neighbours: int
-) -> list[CandidateSource]:
-    """Recent and all-time popularity, then co-visitation refitted per day on `history`."""
+def shared_sources(config: CandidateConfig, covisit: DailyCoVisitation) -> list[CandidateSource]:
+    """Recent and all-time popularity, then co-visitation (refitted per day)."""
     return [
         Popular("recent", config.recent),
         Popular("all_time", config.all_time),
-        CoVisited(DailyCoVisitation(history, catalog.post_ids, neighbours), config.covisit),
+        CoVisited(covisit, config.covisit),
     ]
 
 

@@ -24,8 +24,9 @@ from feedlab.models.history import History, to_us
 DAY_US = 86_400 * 1_000_000
 WINDOWS = {f"{d}d": timedelta(days=d) for d in (1, 3, 7, 14, 30)}
 RECENT_LIKES = 50  # a user's taste is read from their latest likes
-DECAY_HALF_LIFE_DAYS = 3.0  # the decayed popularity column; its likes are read over 30 days
-DECAYED_SHARE = "post_like_share_decay3d"
+DECAY_HALF_LIFE_DAYS = 3.0  # the decayed popularity the prior may pick
+DECAY_HALF_LIVES = (1, 3, 7, 14, 30)  # days; decayed popularity columns, likes read over 30 days
+DECAYED_SHARES = tuple(f"post_like_share_decay{h}d" for h in DECAY_HALF_LIVES)
 
 
 class TextSVD:
@@ -123,25 +124,32 @@ class PostStats:
         return list(out), np.column_stack(list(out.values())).astype(np.float32)
 
     @cached_property
-    def decayed_share(self) -> np.ndarray:
+    def decayed_shares(self) -> dict[int, np.ndarray]:
         """Each post's share of the likes of the last 30 days, a like weighing
-        2^(-age / 3 days): recent popularity without a window's hard edge. Made only when a
-        model asks for it. The 30-day window start is in the snapshot key, so two reads sharing
-        a snapshot see the same likes, and their weights differ by one factor, which the share
-        cancels."""
+        2^(-age / h days), for each half-life h of `DECAY_HALF_LIVES`: recent popularity
+        without a window's hard edge, at several speeds. Made only when a model asks for it.
+        The 30-day window start is in the snapshot key, so two reads sharing a snapshot see the
+        same likes, and their weights differ by one factor, which the share cancels."""
         if self.source is None:
             raise ValueError("stats: built without a history, no decayed popularity")
         history, positions, at = self.source
         ts, liked = history.likes_between(at - WINDOWS["30d"], at)
         age_days = (to_us(at) - ts) / DAY_US
-        by_history = np.bincount(
-            liked,
-            weights=np.exp2(-age_days / DECAY_HALF_LIFE_DAYS),
-            minlength=len(history.posts) + 1,
-        )
-        decayed = by_history[np.where(positions >= 0, positions, len(by_history) - 1)]
-        total = float(decayed.sum())
-        return (decayed / total if total > 0 else decayed).astype(np.float32)
+        aligned = np.where(positions >= 0, positions, len(history.posts))
+        out = {}
+        for half_life in DECAY_HALF_LIVES:
+            by_history = np.bincount(
+                liked, weights=np.exp2(-age_days / half_life), minlength=len(history.posts) + 1
+            )
+            decayed = by_history[aligned]
+            total = float(decayed.sum())
+            out[half_life] = (decayed / total if total > 0 else decayed).astype(np.float32)
+        return out
+
+    @property
+    def decayed_share(self) -> np.ndarray:
+        """The decayed share at `DECAY_HALF_LIFE_DAYS`."""
+        return self.decayed_shares[int(DECAY_HALF_LIFE_DAYS)]
 
     @cached_property
     def popularity_orders(self) -> dict[str, np.ndarray]:
@@ -251,7 +259,17 @@ def post_columns(req: Request) -> dict[str, np.ndarray]:
 
 
 def decayed_columns(req: Request) -> dict[str, np.ndarray]:
-    return {DECAYED_SHARE: req.stats.decayed_share[req.candidates]}
+    """The decayed shares, and the z-score within the request's candidates of the log of the
+    3-day one and of the 30-day like share (how a post's popularity compares with the other
+    candidates of this user, whatever the overall activity)."""
+    c = req.candidates
+    out = {
+        name: req.stats.decayed_shares[h][c]
+        for name, h in zip(DECAYED_SHARES, DECAY_HALF_LIVES, strict=True)
+    }
+    out["post_like_share_decay3d_z"] = zscore(np.log(out["post_like_share_decay3d"] + 1e-5))
+    out["post_like_share_30d_z"] = zscore(np.log(req.stats.like_share["30d"][c] + 1e-5))
+    return out
 
 
 def user_columns(req: Request) -> dict[str, float]:
@@ -268,6 +286,23 @@ def user_columns(req: Request) -> dict[str, float]:
         "user_days_since_last": (u.at_us - u.ts[-1]) / DAY_US if len(u.ts) else -1.0,
     }
     return values
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    """`x` standardised within one request's candidates (zeros when constant): scores whose
+    level drifts with a user's history length compare across users and time this way."""
+    if len(x) < 2:
+        return np.zeros(len(x), np.float32)
+    sd = float(x.std())
+    return ((x - x.mean()) / sd if sd > 0 else np.zeros(len(x))).astype(np.float32)
+
+
+def rank_share(x: np.ndarray) -> np.ndarray:
+    """0 for the highest value, 1 for the lowest (share of candidates ranked above)."""
+    n = len(x)
+    out = np.empty(n, np.float32)
+    out[np.argsort(-x, kind="stable")] = np.arange(n) / max(1, n - 1)
+    return out
 
 
 def topic_columns(req: Request) -> dict[str, np.ndarray]:
@@ -306,6 +341,7 @@ STAT_NAMES = (
     *(f"post_{kind}_{n}" for n in ("all", *WINDOWS) for kind in ("views", "likes", "like_share")),
     *("post_like_rate_all", "post_like_rate_30d", "post_recent_share", "post_trend_7d_30d"),
 )
+DECAYED_NAMES = (*DECAYED_SHARES, "post_like_share_decay3d_z", "post_like_share_30d_z")
 USER_NAMES = (
     "user_views",
     "user_likes",
@@ -316,7 +352,7 @@ USER_NAMES = (
 )
 SHARED_BLOCKS: tuple[FeatureBlock, ...] = (
     Block((*STAT_NAMES, "post_topic", "post_text_len"), post_columns),
-    Block((DECAYED_SHARE,), decayed_columns),
+    Block(DECAYED_NAMES, decayed_columns),
     Block(USER_NAMES, user_columns),
     Block(("user_topic_likes", "user_topic_share", "user_topic_like_rate"), topic_columns),
     Block(("user_text_sim",), text_columns),

@@ -175,6 +175,11 @@ def test_an_arm_significantly_below_popular_is_flagged():
     lines = below_popular_text({"versus_popular": flags})
     assert lines[0].startswith("WARNING: fixed is significantly below popular")
     assert lines[1].startswith("popular-again - popular: HitRate difference +0.000")
+    # when another baseline is the best, the arms are also set against it
+    best = versus_popular([worst], replace(popular, model="popular-all"))
+    lines = below_popular_text({"versus_popular": flags, "versus_best_baseline": best})
+    assert len(lines) == 3
+    assert lines[2].startswith("WARNING: fixed is significantly below popular-all: fixed - ")
 
 
 def test_retrain_every_needs_a_duration_with_its_unit(tmp_path):

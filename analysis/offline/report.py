@@ -89,19 +89,27 @@ def run(
     arms = [r for name, r in results.items() if name not in BASELINE_ORDER]
     if arms:
         out["versus_popular"] = versus_popular(arms, results["popular"])
+        best = max(BASELINE_ORDER, key=lambda name: results[name].hit_rate)
+        out["best_baseline"] = best
+        if best != "popular":
+            out["versus_best_baseline"] = versus_popular(arms, results[best])
     if compare is not None:
         a, b = compare
         for name in compare:
             if name not in results:
                 raise ValueError(f"compare: {name!r} was not evaluated")
         out["comparison"] = paired_difference(results[a], results[b])
+        if retrain_every is not None:
+            out["comparison_retrain"] = paired_difference(
+                results[f"{a}@retrain"], results[f"{b}@retrain"]
+            )
     return out
 
 
 def versus_popular(arms: list[Result], popular: Result) -> list[dict]:
-    """Each arm's paired HitRate difference to `popular` on the same pairs, flagged
-    `significantly_below` when the whole 95% CI is under zero: an arm that loses to sorting by
-    recent likes should not go online unnoticed."""
+    """Each arm's paired HitRate difference to `popular` (or another baseline) on the same
+    pairs, flagged `significantly_below` when the whole 95% CI is under zero: an arm that
+    loses to sorting by recent likes should not go online unnoticed."""
     out = []
     for arm in arms:
         diff = paired_difference(arm, popular)
@@ -110,16 +118,17 @@ def versus_popular(arms: list[Result], popular: Result) -> list[dict]:
 
 
 def below_popular_text(report: dict) -> list[str]:
-    """One line per arm against `popular`; a flagged arm's line starts with WARNING."""
+    """One line per arm against `popular` (and against the best baseline when that is
+    another); a flagged arm's line starts with WARNING."""
     lines = []
-    for d in report.get("versus_popular", []):
+    for d in [*report.get("versus_popular", []), *report.get("versus_best_baseline", [])]:
         lo, hi = d["ci95"]
         text = (
-            f"{d['a']} - popular: HitRate difference {d['difference']:+.3f} "
+            f"{d['a']} - {d['b']}: HitRate difference {d['difference']:+.3f} "
             f"(paired, 95% CI [{lo:+.3f}, {hi:+.3f}], n={d['n']})"
         )
         if d["significantly_below"]:
-            text = f"WARNING: {d['a']} is significantly below popular: {text}"
+            text = f"WARNING: {d['a']} is significantly below {d['b']}: {text}"
         lines.append(text)
     return lines
 
@@ -156,11 +165,13 @@ def result_cells(result: dict) -> list[str]:
 
 
 def comparison_text(report: dict) -> str | None:
-    c = report.get("comparison")
-    if c is None:
+    """The compared arms' paired difference, trained once and (when evaluated) retrained."""
+    found = [report[key] for key in ("comparison", "comparison_retrain") if key in report]
+    if not found:
         return None
-    lo, hi = c["ci95"]
-    return (
+    return "\n".join(
         f"{c['a']} - {c['b']}: HitRate difference {c['difference']:+.3f} "
-        f"(paired bootstrap over users, 95% CI [{lo:+.3f}, {hi:+.3f}], n={c['n']})"
+        f"(paired bootstrap over users, 95% CI [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], "
+        f"n={c['n']})"
+        for c in found
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from feedlab.models.candidates import top_positions
-from feedlab.models.features import DAY_US, Request, UserState
+from feedlab.models.features import DAY_US, Request, UserState, rank_share, zscore
 
 RECENT_LIKES = 10
 RECENT_SEEN = 60
@@ -173,8 +173,8 @@ class EmbeddingFeatures:
             "emb_user_likes": np.full(len(c), float(taste.n_likes), np.float32),
         }
         for name in ("emb_cos_profile", "emb_max_recent"):
-            out[f"{name}_z"] = _zscore(out[name])
-            out[f"{name}_rank"] = _rank(out[name])
+            out[f"{name}_z"] = zscore(out[name])
+            out[f"{name}_rank"] = rank_share(out[name])
         return {k: np.asarray(v, np.float32) for k, v in out.items()}
 
     def _knn_like_rate(self, cand: np.ndarray, taste: Taste) -> np.ndarray:
@@ -188,21 +188,6 @@ class EmbeddingFeatures:
         weight = np.maximum(np.take_along_axis(sims, near, axis=1), 0) + 1e-3
         liked = taste.seen_liked[near].astype(np.float32)
         return (weight * liked).sum(axis=1) / weight.sum(axis=1)
-
-
-def _zscore(x: np.ndarray) -> np.ndarray:
-    if len(x) < 2:
-        return np.zeros(len(x), np.float32)
-    sd = float(x.std())
-    return (x - x.mean()) / sd if sd > 0 else np.zeros(len(x), np.float32)
-
-
-def _rank(x: np.ndarray) -> np.ndarray:
-    """0 for the highest value, 1 for the lowest (share of candidates ranked above)."""
-    n = len(x)
-    out = np.empty(n, np.float32)
-    out[np.argsort(-x, kind="stable")] = np.arange(n) / max(1, n - 1)
-    return out
 
 
 @dataclass(frozen=True)
