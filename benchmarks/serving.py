@@ -97,6 +97,8 @@ class PhaseResult:
     latencies_ms: list[float]
     cpu_s: float | None = None
     """Closed loop: the server's CPU seconds over the counted part (warm-up excluded)."""
+    warmup_ok: int = 0
+    """Closed loop: answers during the warm-up (they are logged as exposures too)."""
 
     def percentile(self, q: float) -> float:
         if not self.latencies_ms:
@@ -256,12 +258,12 @@ async def _closed(
     rng = random.Random(connections)
     host, port = url.removeprefix("http://").rstrip("/").split(":")
     latencies: list[float] = []
-    errors = 0
+    errors = warmup_ok = 0
     start = time.perf_counter() + WARMUP_S
     end = start + duration
 
     async def connection() -> None:
-        nonlocal errors
+        nonlocal errors, warmup_ok
         reader, writer = await asyncio.open_connection(host, int(port))
         while (sent := time.perf_counter()) < end:
             target = f"/post/recommendations/?id={rng.choice(user_ids)}&limit={limit}"
@@ -277,6 +279,8 @@ async def _closed(
                 continue
             if sent >= start:
                 latencies.append((time.perf_counter() - sent) * 1000)
+            else:
+                warmup_ok += 1
         writer.close()
 
     async def cpu_at_start() -> float:
@@ -289,6 +293,7 @@ async def _closed(
     )
     return {
         "cpu_s": cpu_seconds(pid) - cpu0,
+        "warmup_ok": warmup_ok,
         "sent": len(latencies) + errors,
         "ok": len(latencies),
         "errors": errors,
@@ -431,7 +436,8 @@ def measure(
     cpu_ms = cpu_s * 1000 / max(result.ok, 1)
     if engine is None:
         return result, -1, sampler.peak, cpu_ms
-    written = settled_exposures(engine, before + result.ok) - before
+    answered = result.ok + result.warmup_ok
+    written = settled_exposures(engine, before + answered) - before
     return result, written, sampler.peak, cpu_ms
 
 
@@ -444,7 +450,8 @@ def row(
     return (
         f"{first:>8.0f} {achieved:>9.1f} {result.percentile(0.50):>8.1f} "
         f"{result.percentile(0.95):>8.1f} {result.percentile(0.99):>8.1f} {result.errors:>7d} "
-        f"{written if written >= 0 else '-':>7}/{result.ok:<7d} {peak_rss:>8.0f} {cpu_ms:>11.2f}"
+        f"{written if written >= 0 else '-':>7}/{result.ok + result.warmup_ok:<7d} "
+        f"{peak_rss:>8.0f} {cpu_ms:>11.2f}"
     )
 
 

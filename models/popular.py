@@ -68,11 +68,16 @@ class PopularRecommender:
     def recommend(
         self, user_id: int, at: datetime, limit: int, exclude: Collection[int] | None = None
     ) -> list[int]:
-        excluded = excluded_posts(self.history, user_id, at, exclude)
-        head = self.ranking(at)[: limit + len(excluded)]
-        if len(excluded):
-            head = head[~np.isin(head, excluded)]
-        return head[:limit].tolist()
+        excluded = set(self.history.liked_before(user_id, at).tolist())
+        excluded.update(exclude or ())
+        out: list[int] = []
+        # the first limit + len(excluded) ranked posts always hold `limit` allowed ones
+        for post in self.ranking(at)[: limit + len(excluded)].tolist():
+            if post not in excluded:
+                out.append(post)
+                if len(out) == limit:
+                    break
+        return out
 
 
 class RandomRecommender:
