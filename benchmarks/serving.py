@@ -19,6 +19,14 @@ user to one arm; `interleaving` asks both arms per request and merges their list
 With several `--durability` modes the gateway is restarted in each (same world, same rates)
 and a last table gives what `sync` (exposures fsynced to the local journal before each
 response) costs over `async` in p50 and p99.
+
+    .venv/bin/python benchmarks/serving.py --vs-trivial --connections 32 --duration 20
+
+`--vs-trivial` measures the serving path itself instead: closed loop (each of `--connections`
+keep-alive connections sends its next request as soon as the last one is answered), first
+against a trivial FastAPI endpoint (same URL and query, constant answer) served by the same
+uvicorn settings as `feedlab serve`, then against one gateway worker, in the same run. It
+prints both rates, their ratio and the server's CPU per response.
 """
 
 from __future__ import annotations
@@ -45,9 +53,11 @@ from feedlab.storage.engine import make_engine  # noqa: E402
 from feedlab.storage.schema import exposures, posts, users  # noqa: E402
 
 from feedlab.demo import feedlab_cmd, run_step, serve_args, train_cmd  # noqa: E402
-from feedlab.processes import free_port, serve_subprocess  # noqa: E402
+from feedlab.processes import free_port, serve_subprocess, stop_process, wait_healthy  # noqa: E402
 
 CONNECTIONS = 64
+WARMUP_S = 2.0
+"""Closed loop: the first seconds (imports, caches, JIT-less warm-up) are not counted."""
 GRACE_S = 10.0
 """A request still unanswered this long after its phase ends is an error."""
 POPULAR_CONFIG = """\
@@ -85,6 +95,10 @@ class PhaseResult:
     errors: int
     elapsed_s: float
     latencies_ms: list[float]
+    cpu_s: float | None = None
+    """Closed loop: the server's CPU seconds over the counted part (warm-up excluded)."""
+    warmup_ok: int = 0
+    """Closed loop: answers during the warm-up (they are logged as exposures too)."""
 
     def percentile(self, q: float) -> float:
         if not self.latencies_ms:
@@ -235,6 +249,59 @@ async def _drive(url: str, rate: float, duration: float, user_ids: list[int], li
     }
 
 
+async def _closed(
+    url: str, pid: int, connections: int, duration: float, user_ids: list[int], limit: int
+) -> dict:
+    """Closed loop: each connection sends its next request as soon as the last is answered,
+    for `WARMUP_S` (not counted) then `duration` seconds; latency counts from the send. The
+    server's (`pid`) CPU time is read when counting starts and once every answer is in."""
+    rng = random.Random(connections)
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    latencies: list[float] = []
+    errors = warmup_ok = 0
+    start = time.perf_counter() + WARMUP_S
+    end = start + duration
+
+    async def connection() -> None:
+        nonlocal errors, warmup_ok
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while (sent := time.perf_counter()) < end:
+            target = f"/post/recommendations/?id={rng.choice(user_ids)}&limit={limit}"
+            try:
+                body = await _get(reader, writer, target)
+                if b'"exp_group"' not in body:
+                    raise ValueError("no exp_group")
+            except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                if sent >= start:
+                    errors += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, int(port))
+                continue
+            if sent >= start:
+                latencies.append((time.perf_counter() - sent) * 1000)
+            else:
+                warmup_ok += 1
+        writer.close()
+
+    async def cpu_at_start() -> float:
+        await asyncio.sleep(start - time.perf_counter())
+        return cpu_seconds(pid)
+
+    cpu0, *_ = await asyncio.wait_for(
+        asyncio.gather(cpu_at_start(), *(connection() for _ in range(connections))),
+        WARMUP_S + duration + GRACE_S,
+    )
+    return {
+        "cpu_s": cpu_seconds(pid) - cpu0,
+        "warmup_ok": warmup_ok,
+        "sent": len(latencies) + errors,
+        "ok": len(latencies),
+        "errors": errors,
+        "elapsed_s": time.perf_counter() - start,
+        "latencies_ms": latencies,
+    }
+
+
 def loadgen_main(args: argparse.Namespace) -> None:
     """Child process entry: drive one phase and print its raw result as JSON."""
     user_ids = json.loads(Path(args.users_file).read_text())
@@ -244,19 +311,59 @@ def loadgen_main(args: argparse.Namespace) -> None:
         uvloop.install()
     except ImportError:
         pass
-    result = asyncio.run(_drive(args.url, args.rate, args.duration, user_ids, args.limit))
+    if args.rate:
+        result = asyncio.run(_drive(args.url, args.rate, args.duration, user_ids, args.limit))
+    else:
+        result = asyncio.run(
+            _closed(
+                args.url, args.server_pid, args.connections, args.duration, user_ids, args.limit
+            )
+        )
     print(json.dumps(result))
 
 
-def run_phase(url: str, rate: float, duration: float, users_file: Path, limit: int) -> PhaseResult:
+def trivial_main(port: int) -> None:
+    """Child process entry: the reference endpoint, served as `feedlab serve` serves the
+    gateway (one process, `uvicorn.run` defaults, no access log)."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/post/recommendations/")
+    async def trivial(id: int, limit: int = 5) -> dict[str, object]:
+        return {"exp_group": "trivial", "recommendations": []}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info", access_log=False)
+
+
+def run_phase(
+    url: str,
+    pid: int,
+    rate: float,
+    duration: float,
+    users_file: Path,
+    limit: int,
+    connections: int = 0,
+) -> PhaseResult:
+    """One phase driven from a child process: open loop at `rate`, or closed loop over
+    `connections` when `rate` is 0."""
     cmd = [
         sys.executable,
         __file__,
         "--loadgen",
         "--url",
         url,
+        "--server-pid",
+        str(pid),
         "--rate",
         str(rate),
+        "--connections",
+        str(connections),
         "--duration",
         str(duration),
         "--users-file",
@@ -264,7 +371,8 @@ def run_phase(url: str, rate: float, duration: float, users_file: Path, limit: i
         "--limit",
         str(limit),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 120)
+    timeout = WARMUP_S + duration + 120
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=timeout)
     raw = json.loads(out.stdout.strip().splitlines()[-1])
     return PhaseResult(rate=rate, **raw)
 
@@ -299,15 +407,24 @@ class RssSampler:
 
 
 def measure(
-    url: str, pid: int, engine, rate: float, duration: float, users_file: Path, limit: int
+    url: str,
+    pid: int,
+    engine,
+    rate: float,
+    duration: float,
+    users_file: Path,
+    limit: int,
+    connections: int = 0,
 ) -> tuple[PhaseResult, int, float, float]:
-    before = count_exposures(engine)
+    """Drive one phase; returns its result, the exposures it wrote (None: no `engine`), the
+    peak RSS and the server's CPU ms per response (a closed loop's warm-up excluded)."""
+    before = count_exposures(engine) if engine is not None else 0
     cpu_before = cpu_seconds(pid)
     sampler = RssSampler(pid)
     cmd_done: list[PhaseResult] = []
 
     def drive() -> None:
-        cmd_done.append(run_phase(url, rate, duration, users_file, limit))
+        cmd_done.append(run_phase(url, pid, rate, duration, users_file, limit, connections))
 
     thread = threading.Thread(target=drive)
     thread.start()
@@ -315,17 +432,26 @@ def measure(
         sampler.sample()
         thread.join(0.5)
     result = cmd_done[0]
-    cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / max(result.ok, 1)
-    written = settled_exposures(engine, before + result.ok) - before
+    cpu_s = result.cpu_s if result.cpu_s is not None else cpu_seconds(pid) - cpu_before
+    cpu_ms = cpu_s * 1000 / max(result.ok, 1)
+    if engine is None:
+        return result, -1, sampler.peak, cpu_ms
+    answered = result.ok + result.warmup_ok
+    written = settled_exposures(engine, before + answered) - before
     return result, written, sampler.peak, cpu_ms
 
 
-def row(result: PhaseResult, written: int, peak_rss: float, cpu_ms: float) -> str:
+def row(
+    result: PhaseResult, written: int, peak_rss: float, cpu_ms: float, rate: float | None = None
+) -> str:
+    """One table line; `rate` replaces the first column (a closed loop's connections)."""
     achieved = result.ok / result.elapsed_s if result.elapsed_s else 0.0
+    first = result.rate if rate is None else rate
     return (
-        f"{result.rate:>8.0f} {achieved:>9.1f} {result.percentile(0.50):>8.1f} "
+        f"{first:>8.0f} {achieved:>9.1f} {result.percentile(0.50):>8.1f} "
         f"{result.percentile(0.95):>8.1f} {result.percentile(0.99):>8.1f} {result.errors:>7d} "
-        f"{written:>7d}/{result.ok:<7d} {peak_rss:>8.0f} {cpu_ms:>11.2f}"
+        f"{written if written >= 0 else '-':>7}/{result.ok + result.warmup_ok:<7d} "
+        f"{peak_rss:>8.0f} {cpu_ms:>11.2f}"
     )
 
 
@@ -376,13 +502,26 @@ def main() -> None:
         default=500.0,
         help="a ramp step with p99 above this is not sustainable",
     )
+    parser.add_argument(
+        "--vs-trivial",
+        action="store_true",
+        help="closed loop: a trivial FastAPI endpoint, then one gateway worker (see above)",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=32, help="--vs-trivial: concurrent connections"
+    )
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trivial-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--users-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
         loadgen_main(args)
+        return
+    if args.trivial_server:
+        trivial_main(args.trivial_server)
         return
 
     with tempfile.TemporaryDirectory(prefix="feedlab-bench-") as tmp:
@@ -394,6 +533,10 @@ def main() -> None:
             args.posts = conn.execute(select(func.count()).select_from(posts)).scalar_one()
         users_file = workdir / "users.json"
         users_file.write_text(json.dumps(user_ids or [1]))
+        if args.vs_trivial:
+            vs_trivial(args, env, config, engine, workdir, users_file)
+            engine.dispose()
+            return
         configs = {"ab": config, "interleaving": workdir / "experiments.interleaving.yaml"}
         configs["interleaving"].write_text(interleaved(config.read_text()))
         for design in args.designs.split(","):
@@ -414,6 +557,53 @@ def main() -> None:
             if "async" in by_mode and "sync" in by_mode:
                 print_sync_cost(by_mode["async"], by_mode["sync"])
         engine.dispose()
+
+
+def vs_trivial(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    config: Path,
+    engine,
+    workdir: Path,
+    users_file: Path,
+) -> None:
+    """The closed-loop table: the trivial endpoint, then one gateway worker, and their ratio."""
+    print(
+        f"\nclosed loop, {args.connections} connections, {args.duration:.0f} s each after "
+        f"{WARMUP_S:.0f} s warm-up; load before: {os.getloadavg()[0]:.2f}"
+    )
+    print(f"{'server':<10} {HEADER.replace('rate/s', 'conns.')}")
+    rates = {}
+    port = free_port()
+    trivial = [sys.executable, __file__, "--trivial-server", str(port)]
+    log = workdir / "trivial.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(trivial, env=env, stdout=out, stderr=out)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, 60, log)
+        url = f"http://127.0.0.1:{port}"
+        result = measure(
+            url, proc.pid, None, 0, args.duration, users_file, args.limit, args.connections
+        )
+    finally:
+        stop_process(proc)
+    rates["trivial"] = result[0].ok / result[0].elapsed_s
+    print(f"{'trivial':<10} {row(*result, rate=args.connections)}", flush=True)
+    port = free_port()
+    serve = [*serve_args(config, port, workdir / "spool-closed"), "--workers", "1"]
+    with serve_subprocess(serve, env, port, workdir / "gateway-closed.log", timeout=300) as gw:
+        url = f"http://127.0.0.1:{port}"
+        result = measure(
+            url, gw.pid, engine, 0, args.duration, users_file, args.limit, args.connections
+        )
+    rates["feedlab"] = result[0].ok / result[0].elapsed_s
+    print(f"{'feedlab':<10} {row(*result, rate=args.connections)}", flush=True)
+    print(
+        f"\nfeedlab / trivial throughput: {rates['feedlab'] / rates['trivial']:.0%} "
+        f"(arms={args.arms}, exposure durability "
+        f"{env.get('FEEDLAB_EXPOSURE_DURABILITY', 'async')}); "
+        f"load after: {os.getloadavg()[0]:.2f}"
+    )
 
 
 def print_sync_cost(fast: list[PhaseResult], safe: list[PhaseResult]) -> None:

@@ -29,7 +29,6 @@ from feedlab.gateway.feed_sync import follow_feed
 from feedlab.gateway.recommend import serve
 from feedlab.gateway.schemas import (
     FEED_BODY_TAGS,
-    MAX_ID,
     AdminConfigOut,
     ConfigErrorOut,
     ErrorOut,
@@ -38,6 +37,7 @@ from feedlab.gateway.schemas import (
     HealthOut,
     ModelHealth,
     RecommendationsOut,
+    RecommendationsQuery,
     ReloadOut,
     ValidationErrorOut,
 )
@@ -45,7 +45,7 @@ from feedlab.gateway.settings import Settings
 from feedlab.gateway.state import DatabaseUnavailable, GatewayState
 from feedlab.models.base import Event
 from feedlab.models.threads import one_blas_thread
-from feedlab.storage.clock import InputTime, utcnow
+from feedlab.storage.clock import utcnow
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -144,23 +144,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     async def recommendations(
-        state: State,
-        id: Annotated[int, Query(ge=0, le=MAX_ID, description="user id")],
-        time: Annotated[
-            InputTime | None,
-            Query(
-                description="ISO datetime the feed is built for (1970-01-01 to 2100-01-01 "
-                "after conversion to UTC); now if unset"
-            ),
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 5,
+        request: Request,
+        query: Annotated[RecommendationsQuery, Query()],
         x_feedlab_qa: Annotated[
             bool, Header(description="1 marks a QA request: served, logged, never analysed")
         ] = False,
     ) -> Response:
         """Posts for user `id` from the arm the user is assigned to."""
-        at = time or utcnow()
-        served = await serve(state, id, at, limit, qa=x_feedlab_qa)
+        state = await get_state(request)  # not a dependency: FastAPI solves those per call
+        at = query.time or utcnow()
+        served = await serve(state, query.id, at, query.limit, qa=x_feedlab_qa)
         return Response(
             served.body,
             media_type="application/json",

@@ -15,6 +15,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._arms: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         labels = ["experiment", "exp_group"]
         self.requests = Counter(
             "feedlab_recommendation_requests",
@@ -66,6 +67,16 @@ class GatewayMetrics:
             ["config_version"],
             registry=self.registry,
         )
+
+    def served(self, experiment: str, exp_group: str, latency_s: float) -> None:
+        """Count one response of an arm and its latency. The labelled children are kept per
+        arm: `labels()` costs more than the increment itself on every request."""
+        key = (experiment, exp_group)
+        arm = self._arms.get(key)
+        if arm is None:
+            arm = self._arms[key] = (self.requests.labels(*key), self.latency.labels(*key))
+        arm[0].inc()
+        arm[1].observe(latency_s)
 
     def watch_exposures(self, exposure_log: ExposureLog) -> None:
         self.registry.register(_ExposureCollector(exposure_log))

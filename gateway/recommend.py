@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -53,7 +55,7 @@ async def serve(
     start = time.perf_counter()
     runtime = state.holder.current
     who = runtime.assigner.assign(user_id)
-    request_id = str(uuid.uuid4())
+    request_id = _request_id()
     known = state.is_known(user_id)
     if who.teams and known:
         teams = [(arm, runtime.backends[model]) for arm, model in who.teams]
@@ -87,8 +89,7 @@ async def serve(
             qa=qa or who.qa,
         )
     )
-    state.metrics.requests.labels(who.experiment or "", who.exp_group).inc()
-    state.metrics.latency.labels(who.experiment or "", who.exp_group).observe(latency)
+    state.metrics.served(who.experiment or "", who.exp_group, latency)
     return Served(body, request_id)
 
 
@@ -155,6 +156,18 @@ async def _interleave(
         if post_ids is not None:
             return _Picked(post_ids, backend.name, backend.version, True, [arm] * len(post_ids))
     return await _popular(state, user_id, at, limit)
+
+
+_ids = random.Random()
+"""Request ids: `uuid4` makes a system call per request, and releasing the GIL for it let the
+exposure writer thread hold the event loop for a whole switch interval. Seeded from
+`os.urandom` per process (again in a forked child), so ids stay unique across workers and
+unpredictable enough to seed an interleaved request's coin."""
+os.register_at_fork(after_in_child=_ids.seed)
+
+
+def _request_id() -> str:
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
 
 
 def _joined_version(a: str | None, b: str | None) -> str | None:

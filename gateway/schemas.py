@@ -31,6 +31,21 @@ class PostOut(BaseModel):
     topic: str | None
 
 
+class RecommendationsQuery(BaseModel):
+    """The query of `GET /post/recommendations/`: one model, validated in one call (FastAPI
+    inspects each separate parameter's annotation again on every request)."""
+
+    id: Annotated[int, Field(ge=0, le=MAX_ID, description="user id")]
+    time: Annotated[
+        InputTime | None,
+        Field(
+            description="ISO datetime the feed is built for (1970-01-01 to 2100-01-01 after "
+            "conversion to UTC); now if unset"
+        ),
+    ] = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 5
+
+
 class RecommendationsOut(BaseModel):
     """The response contract (docs/architecture.md); the request id is in `X-Request-ID`."""
 

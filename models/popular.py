@@ -27,27 +27,6 @@ def excluded_posts(
     return np.unique(liked)
 
 
-def top_excluding(
-    post_ids: np.ndarray, scores: np.ndarray, limit: int, excluded: np.ndarray
-) -> list[int]:
-    """The `limit` best-scored posts not in `excluded`, best first, no repeats; ties go to
-    the earlier position (scores must be finite)."""
-    n = len(post_ids)
-    take = min(n, limit + len(excluded))
-    if take <= 0:
-        return []
-    if take < n:
-        top = np.argpartition(-scores, take - 1)[:take]
-        top = top[np.lexsort((top, -scores[top]))]
-    else:
-        top = np.lexsort((np.arange(n), -scores))
-    chosen = post_ids[top]
-    if len(excluded):
-        chosen = chosen[~np.isin(chosen, excluded)]
-    _, first = np.unique(chosen, return_index=True)
-    return chosen[np.sort(first)][:limit].tolist()
-
-
 class PopularRecommender:
     """Most-liked posts in a recent window (or all time); no artifact, no training."""
 
@@ -61,6 +40,7 @@ class PopularRecommender:
         self.window = window
         self.name = name
         self.version = "all-time" if window is None else f"{window.days}d"
+        self._ranked: tuple[tuple, np.ndarray] | None = None
 
     def scores(self, at: datetime) -> tuple[np.ndarray, np.ndarray]:
         """(post_ids, score) over every post known to the history; higher is better."""
@@ -72,14 +52,32 @@ class PopularRecommender:
             score = recent * float(score.max(initial=0) + 1) + score
         return h.posts.ids, score
 
+    def ranking(self, at: datetime) -> np.ndarray:
+        """Post ids with any event before `at`, best first (ties: history order). Cached while
+        the same events precede `at` and the window start: every user gets this list, so a
+        request pays for the scores only when an event came in (or left the window)."""
+        times = [at] if self.window is None else [at, at - self.window]
+        key = self.history.version_at(times)
+        if self._ranked is None or self._ranked[0] != key:
+            post_ids, score = self.scores(at)
+            known = score > 0
+            ids, score = post_ids[known], score[known]
+            self._ranked = (key, ids[np.lexsort((np.arange(len(ids)), -score))])
+        return self._ranked[1]
+
     def recommend(
         self, user_id: int, at: datetime, limit: int, exclude: Collection[int] | None = None
     ) -> list[int]:
-        post_ids, score = self.scores(at)
-        known = score > 0
-        return top_excluding(
-            post_ids[known], score[known], limit, excluded_posts(self.history, user_id, at, exclude)
-        )
+        excluded = set(self.history.liked_before(user_id, at).tolist())
+        excluded.update(exclude or ())
+        out: list[int] = []
+        # the first limit + len(excluded) ranked posts always hold `limit` allowed ones
+        for post in self.ranking(at)[: limit + len(excluded)].tolist():
+            if post not in excluded:
+                out.append(post)
+                if len(out) == limit:
+                    break
+        return out
 
 
 class RandomRecommender:

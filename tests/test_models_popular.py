@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from feedlab.models.base import Recommender
+from feedlab.models.base import Event, Recommender
 from feedlab.models.history import History
 from feedlab.models.popular import PopularRecommender, RandomRecommender
 from feedlab.models.registry import load_model
@@ -45,6 +45,20 @@ def test_popular_is_point_in_time():
     assert before == [1]  # posts 2-5 did not exist yet
     h.add([])
     assert isinstance(PopularRecommender(h), Recommender)
+
+
+def test_cached_ranking_follows_new_events_and_the_window():
+    """The ranking is reused between requests, yet a like that arrives, or one that leaves
+    the window, changes the next list, and a like at `at` itself does not count."""
+    h = world()
+    at = T + timedelta(days=62)
+    model = PopularRecommender(h, window=timedelta(days=30))
+    assert model.recommend(99, at, 5) == [2, 3, 4, 1, 5]
+    h.add([Event(at - timedelta(seconds=1), u, 4, "like") for u in range(30, 36)])
+    h.add([Event(at, u, 3, "like") for u in range(30, 33)])
+    assert model.recommend(99, at, 5) == [4, 2, 3, 1, 5]
+    later = at + timedelta(days=29, hours=12)  # the likes of days 60-61 left the window
+    assert model.recommend(99, later, 5) == [4, 3, 1, 2, 5]
 
 
 def test_exclude_and_cold_start_share_the_list():
