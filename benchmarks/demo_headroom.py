@@ -2,11 +2,14 @@
 
 The demo world's likes come from a hidden model (`storage.demo.preferences`): besides
 demographics, topic affinity and post quality, each user prefers one sub-theme per topic. A
-text model can at best recover that preference from the user's likes. This script trains the
-control arm, then evaluates on the rolling-origin pairs of docs/architecture.md (W = 7 days,
-K = 5, T0 = median view time):
+text model can at best recover that preference from the user's likes. Offline, a hit needs a
+like, and a like needs a logged view: when the log ignores taste (`--recommender-share 0`)
+knowing it gains little offline; the default world's log comes partly from a taste-aware
+recommender (`storage.demo.policy`), as a real feed's does. This script trains the control arm
+(and with --test-arm the test arm), then evaluates on the rolling-origin pairs of
+docs/architecture.md (W = 7 days, K = 5, T0 = median view time):
 
-- control;
+- control (and the test arm);
 - taste oracle: control's score + w * [post in the user's preferred sub-theme], w = the world's
   sub-theme effect (its logit weight) times each `--scales` value, i.e. a control arm that
   knows the hidden taste exactly;
@@ -22,8 +25,11 @@ texts gains about what the posterior oracle gains at best (the taste oracle boun
 with knowledge no history gives); when that lift is not clearly above the CI half-width, no text
 model can show a significant lift on a world of this size.
 
-    .venv/bin/python benchmarks/demo_headroom.py [--users 1000] [--posts 1000] [--days 28]
+The default world is `make demo`'s (1000 users, 600 posts, 28 days, seed 0).
+
+    .venv/bin/python benchmarks/demo_headroom.py [--users 1000] [--posts 600] [--days 28]
         [--seed 0] [--posts-csv ../shared/data/bbc-news/bbc_articles.csv.gz] [--scales 0.5 1 2]
+        [--recommender-share 0.8] [--test-arm]
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from feedlab.analysis.offline.evaluate import (  # noqa: E402
     median_time,
     paired_difference,
 )
+from feedlab.models.base import Recommender  # noqa: E402
 from feedlab.models.history import History  # noqa: E402
 from feedlab.models.ranker import RankedRecommender  # noqa: E402
 from feedlab.models.registry import load_model  # noqa: E402
@@ -58,6 +65,7 @@ from rich.table import Table  # noqa: E402
 
 from benchmarks.quality import demo_db, load_db, train_arm  # noqa: E402
 from benchmarks.test_arm import world_spec  # noqa: E402
+from feedlab.demo import WORLD_SIZE  # noqa: E402
 
 Bonus = Callable[[int, np.ndarray, datetime], np.ndarray]
 
@@ -154,11 +162,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--posts", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=WORLD_SIZE[0])
+    parser.add_argument("--posts", type=int, default=WORLD_SIZE[1])
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--posts-csv", type=Path, default=None)
+    parser.add_argument(
+        "--recommender-share",
+        type=float,
+        default=None,
+        help="share of logged views picked by the taste-aware recommender (default: the "
+        "world's default; 0 = the taste-blind browsing policy alone)",
+    )
+    parser.add_argument(
+        "--test-arm",
+        action="store_true",
+        help="also train the test arm and compare it with control on the same pairs",
+    )
     parser.add_argument(
         "--scales",
         type=float,
@@ -172,7 +192,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         url = demo_db(work, spec)
-        train_arm("control", url, work / "control")
+        train_arm("control", url, work / "control", 0)
         history, posts, users = load_db(url)
         control = load_model("control", work / "control", history, posts, users)
         pairs = evaluation_pairs(history, median_time(history), DEFAULT_WINDOW)
@@ -184,12 +204,16 @@ def main() -> None:
         for col in ("model", "HitRate@5", "minus control", "paired 95% CI"):
             table.add_column(col, justify="left" if col == "model" else "right")
         table.add_row("control", f"{base.hit_rate:.3f}", "", "")
-        for oracle in oracles(spec, control, args.scales):
-            result = evaluate(oracle, history, pairs)
+        rivals: list[Recommender] = []
+        if args.test_arm:
+            train_arm("test", url, work / "test", 0)
+            rivals.append(load_model("test", work / "test", history, posts, users))
+        for rival in rivals + oracles(spec, control, args.scales):
+            result = evaluate(rival, history, pairs)
             diff = paired_difference(result, base)
             lo, hi = diff["ci95"]
             table.add_row(
-                oracle.name,
+                rival.name,
                 f"{result.hit_rate:.3f}",
                 f"{diff['difference']:+.3f}",
                 f"[{lo:+.3f}, {hi:+.3f}]",

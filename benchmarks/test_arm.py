@@ -47,15 +47,18 @@ def rss_mb() -> float:
 
 
 def world_spec(args: argparse.Namespace) -> WorldSpec:
-    """The demo world of the flags --seed, --users, --posts, --days and --posts-csv."""
+    """The demo world of the flags --seed, --users, --posts, --days, --posts-csv and (where the
+    script has it) --recommender-share."""
     from feedlab.storage.demo.world import WorldSpec
 
+    share = getattr(args, "recommender_share", None)
     return WorldSpec(
         seed=args.seed,
         n_users=args.users,
         n_posts=args.posts,
         days=args.days,
         posts_csv=str(args.posts_csv) if args.posts_csv else None,
+        **({} if share is None else {"recommender_share": share}),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from feedlab.storage.demo.policy import RECOMMENDER_SHARE
 from feedlab.storage.demo.preferences import PreferenceParams
 
 URL_HELP = "Database URL (default: $FEEDLAB_DATABASE_URL or sqlite:///feedlab.db)."
@@ -37,10 +38,12 @@ POSTGRES_HELP = (
 )
 DEMO_HELP = (
     "Build the seeded demo social network (users, posts, feed history) into the database.\n\n"
-    "Views come from a logging policy (random + popular posts); likes from a hidden preference "
-    "model: demographics x topic plus a within-topic taste that shows only in the words of a "
-    "post. The same --seed gives the same world. The model's spec is written to --spec-out so "
-    "the traffic simulator can rebuild it."
+    "Likes come from a hidden preference model: demographics x topic plus a within-topic taste "
+    "that shows only in the words of a post. Views are logged as a real feed is: a share "
+    "(--recommender-share) by a taste-aware recommender that shows the best of 20 browsed posts "
+    "by the hidden like logit plus noise, the rest by browsing (random + popular posts). The "
+    "same --seed gives the same world. The model's spec is written to --spec-out so the traffic "
+    "simulator can rebuild it."
 )
 
 import_app = typer.Typer(
@@ -165,6 +168,15 @@ def demo_data(
         "of millions of events (e.g. --users 163000 --posts 7000 --days 120 --chunk-users "
         "5000). Default: the whole history at once, in memory.",
     ),
+    recommender_share: float = typer.Option(
+        RECOMMENDER_SHARE,
+        "--recommender-share",
+        min=0.0,
+        max=1.0,
+        help="Share of each user's views logged by a taste-aware recommender (the rest: random "
+        "and popular posts). 0 = a taste-blind log, where offline HitRate cannot see what a model "
+        "knows about taste.",
+    ),
     url: str = typer.Option(None, "--url", help=URL_HELP),
     replace: bool = typer.Option(False, "--replace", help=REPLACE_HELP),
     spec_out: Path = typer.Option(
@@ -183,6 +195,7 @@ def demo_data(
         n_posts=posts,
         days=days,
         posts_csv=str(posts_csv) if posts_csv else None,
+        recommender_share=recommender_share,
         params=PreferenceParams(subtheme_effect=taste),
         chunk_users=chunk_users,
     )

@@ -1,10 +1,13 @@
 import hashlib
+from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from feedlab.storage import schema
+from feedlab.storage.demo.policy import taste_aware_picks
 from feedlab.storage.demo.preferences import demographic_group
 from feedlab.storage.demo.world import World, WorldSpec, stream_history
 from scipy.stats import chi2, chi2_contingency
@@ -28,11 +31,12 @@ def table_hashes(url: str) -> dict[str, str]:
     return out
 
 
-def run_demo(url: str, tmp_path, seed: int) -> None:
+def run_demo(url: str, tmp_path, seed: int, *extra: str) -> Path:
     spec = tmp_path / f"spec_{seed}_{abs(hash(url))}.json"
     args = ["demo-data", *SMALL, "--seed", str(seed), "--url", url, "--spec-out", str(spec)]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, *extra])
     assert result.exit_code == 0, result.output
+    return spec
 
 
 def test_same_seed_same_world_on_every_backend_and_other_seed_differs(db_url, tmp_path):
@@ -46,9 +50,24 @@ def test_same_seed_same_world_on_every_backend_and_other_seed_differs(db_url, tm
     assert all(first[name] != third[name] for name in first)
 
 
+def test_recommender_share_flag_changes_only_the_logged_feed(tmp_path):
+    default = f"sqlite:///{tmp_path / 'default.db'}"
+    browsing = f"sqlite:///{tmp_path / 'browsing.db'}"
+    assert WorldSpec.load(run_demo(default, tmp_path, 0)).recommender_share > 0
+    spec = WorldSpec.load(run_demo(browsing, tmp_path, 0, "--recommender-share", "0"))
+    assert spec.recommender_share == 0
+    first, second = table_hashes(default), table_hashes(browsing)
+    assert first["users"] == second["users"] and first["posts"] == second["posts"]
+    assert first["feed"] != second["feed"]
+    bad = CliRunner().invoke(app, ["demo-data", "--recommender-share", "1.5", "--url", browsing])
+    assert bad.exit_code != 0 and "--recommender-share" in bad.output
+
+
 @pytest.fixture(scope="module")
 def world() -> World:
-    return World.build(WorldSpec(seed=3, n_users=3000, n_posts=800, days=14))
+    """Browsing log alone (no logging recommender): every view is blind to taste, so the views
+    are an unbiased sample of the hidden model the tests below measure."""
+    return World.build(WorldSpec(seed=3, n_users=3000, n_posts=800, days=14, recommender_share=0))
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +160,48 @@ def test_history_shape(world, views):
     assert 0 < views["timestamp"].dt.day.nunique() <= 15
 
 
+def test_the_logging_recommender_shows_posts_the_user_tends_to_like():
+    """Same seed, so the same users, posts, hidden model and browsing draws: the views the
+    recommender logs instead of browsing lean to the user's taste, and more of them are liked."""
+    spec = WorldSpec(seed=4, n_users=400, n_posts=300, days=7)
+    assert spec.recommender_share > 0
+    shares = {}
+    for name, world in (
+        ("browsing", World.build(replace(spec, recommender_share=0.0))),
+        ("logged", World.build(spec)),
+    ):
+        views = world.feed[world.feed["action"] == "view"]
+        shares[name] = (
+            world.model.prefers(views["user_id"], views["post_id"]),
+            views["target"].astype(bool).to_numpy(),
+        )
+    for column, margin in ((0, 0.1), (1, 0.03)):  # preferred sub-theme share, like rate
+        logged, browsing = shares["logged"][column], shares["browsing"][column]
+        assert logged.mean() > browsing.mean() + margin
+        table = [[logged.sum(), (~logged).sum()], [browsing.sum(), (~browsing).sum()]]
+        assert chi2_contingency(table)[1] < 1e-6
+
+
+def test_taste_aware_picks_take_the_best_candidate_without_noise_and_lean_to_it_with_it():
+    world = World.build(WorldSpec(seed=5, n_users=200, n_posts=150, days=3, recommender_share=0))
+    model = world.model
+    rng = np.random.default_rng(0)
+    n, k = 4000, 12
+    users = rng.integers(0, len(model.user_ids), n)
+    pools = rng.integers(0, len(model.post_ids), (n, k))
+    at = np.full(n, np.datetime64("2024-01-03T12:00:00", "s"))
+    logits = model.logit_at(users[:, None], pools, at[:, None])
+    best = taste_aware_picks(model, rng, users, at, pools, noise=0.0)
+    assert np.array_equal(best, pools[np.arange(n), logits.argmax(axis=1)])
+    noisy = taste_aware_picks(model, rng, users, at, pools, noise=1.0)
+    prefers = model.user_taste[users, model.post_topic[noisy]] == model.post_subtheme[noisy]
+    random_prefers = (
+        model.user_taste[users, model.post_topic[pools[:, 0]]] == (model.post_subtheme[pools[:, 0]])
+    )
+    assert prefers.mean() > random_prefers.mean() + 0.15
+    assert (noisy != best).any()  # noise: not always the best candidate
+
+
 def test_spec_file_rebuilds_the_same_preference_model(world, tmp_path):
     path = tmp_path / "world.json"
     world.spec.save(path)
@@ -190,7 +251,8 @@ def test_streamed_world_draws_from_the_same_model_in_chunks_loaded_by_the_cli(db
     streamed = pd.concat(chunks)
     assert 0.9 < len(streamed) / len(whole.feed) < 1.1
     liked = streamed.loc[streamed["action"] == "view", "target"].mean()
-    assert 0.10 <= liked <= 0.20
+    whole_liked = whole.feed.loc[whole.feed["action"] == "view", "target"].mean()
+    assert abs(liked - whole_liked) < 0.03  # same hidden model and logging policy
     args = ["demo-data", "--users", "600", "--posts", "150", "--days", "10", "--seed", "5"]
     args += ["--chunk-users", "250", "--url", db_url, "--spec-out", str(tmp_path / "w.json")]
     result = CliRunner().invoke(app, args)

@@ -120,7 +120,12 @@ class PreferenceModel:
         return self.user_taste[u, self.post_topic[p]] == self.post_subtheme[p]
 
     def like_logit(self, user_ids, post_ids, at) -> np.ndarray:
-        u, p = self.user_index(user_ids), self.post_index(post_ids)
+        return self.logit_at(self.user_index(user_ids), self.post_index(post_ids), at)
+
+    def logit_at(self, u: np.ndarray, p: np.ndarray, at) -> np.ndarray:
+        """`like_logit` by positions (not ids) in any broadcastable shapes, e.g. (views, 1)
+        users against (views, candidates) posts: what a generator scoring millions of pairs
+        calls without the id lookups."""
         topic = self.post_topic[p]
         at = np.asarray(at, dtype="datetime64[s]")
         age_days = (at - self.post_created[p]).astype(np.float64) / 86400.0

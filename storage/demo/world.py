@@ -11,10 +11,17 @@ model parameters). `feedlab demo-data` writes the spec as JSON (`--spec-out`, de
 Each part draws from its own child of `SeedSequence(seed)`, so the model can be rebuilt without
 replaying the history and the same spec always gives byte-identical tables.
 
-History: views come from a logging policy that ignores taste — a mix of uniform random and
-popularity-weighted picks among posts already created — at times spread over `days` with a
-daily cycle (peak in the evening); a user sees a post at most once. Each view is liked with the
-model's probability; a like follows its view by 1–300 s and sets the view's target to 1.
+History: views at times spread over `days` with a daily cycle (peak in the evening), each
+logged as a real feed is, mostly by the recommender that served it (`storage.demo.policy`):
+`recommender_share` of every user's views by a taste-aware recommender (the best of
+`recommender_pool` browsed posts by hidden like logit plus `recommender_noise` x Gumbel noise),
+the rest by browsing (uniform among posts already created with probability `explore_share`,
+else weighted by a per-post popularity). So the posts a user was shown, and hence could like,
+lean towards their taste, and an offline protocol rewards a model that knows it, as the online
+experiment does. A user sees a post at most once (later repeats are dropped). Each view is
+liked with the model's probability; a like follows its view by 1–300 s and sets the view's
+target to 1. The recommender draws from its own stream: with `recommender_share` 0 the history
+is the browsing policy's alone, the same tables as before the recommender existed.
 
 A world of the real size (163k users, ~77M events) does not fit in memory at once: with
 `chunk_users` set, the history is drawn a chunk of users at a time from the same hidden model and
@@ -32,6 +39,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from feedlab.storage import schema
+from feedlab.storage.demo.policy import (
+    RECOMMENDER_NOISE,
+    RECOMMENDER_POOL,
+    RECOMMENDER_SHARE,
+    browsing_picks,
+    taste_aware_picks,
+)
 from feedlab.storage.demo.preferences import PreferenceModel, PreferenceParams
 from feedlab.storage.demo.texts import PostTexts, generated_posts, real_posts
 from feedlab.storage.importing import ImportSummary, checked, load_world
@@ -50,7 +64,8 @@ COUNTRIES = {  # country: (weight, cities by size)
 OS_SHARE = {"Android": 0.65, "iOS": 0.35}
 SOURCE_SHARE = {"organic": 0.55, "ads": 0.45}
 HOURLY = 1.0 + 0.8 * np.cos(2 * np.pi * (np.arange(24) - 20) / 24)  # evening peak
-STREAMS = ("users", "posts", "model", "history")
+STREAMS = ("users", "posts", "model", "history", "recommender")
+"""Random streams, one per part; a new part goes last so the earlier ones keep their draws."""
 
 
 @dataclass
@@ -67,6 +82,9 @@ class WorldSpec:
     explore_share: float = 0.4  # share of views picked uniformly at random, the rest by popularity
     popularity_sigma: float = 1.0
     old_posts_share: float = 0.3  # posts created in the 30 days before `start`
+    recommender_share: float = RECOMMENDER_SHARE  # views logged by the taste-aware recommender
+    recommender_pool: int = RECOMMENDER_POOL
+    recommender_noise: float = RECOMMENDER_NOISE
     # None: the history is drawn at once, in memory; N: streamed in chunks of N users
     chunk_users: int | None = None
     params: PreferenceParams = field(default_factory=PreferenceParams)
@@ -182,7 +200,7 @@ def _history(spec: WorldSpec, model: PreferenceModel, posts: pd.DataFrame) -> pd
     user_pos = rng.choice(n_users, size=n_views, p=activity / activity.sum())
     at = _view_times(spec, rng, n_views)
     popularity = _popularity(spec, rng, len(model.post_ids))
-    return _feed_rows(spec, model, rng, user_pos, at, popularity)
+    return _feed_rows(spec, model, rng, spec.rng("recommender"), user_pos, at, popularity)
 
 
 def stream_history(spec: WorldSpec, model: PreferenceModel) -> Iterator[pd.DataFrame]:
@@ -197,11 +215,12 @@ def stream_history(spec: WorldSpec, model: PreferenceModel) -> Iterator[pd.DataF
     activity = rng.lognormal(0.0, 0.8, n_users)
     popularity = _popularity(spec, rng, len(model.post_ids))
     expected = spec.views_per_user_day * spec.days * n_users * activity / activity.sum()
+    logger = spec.rng("recommender")
     for lo in range(0, n_users, spec.chunk_users):
         hi = min(lo + spec.chunk_users, n_users)
         user_pos = np.repeat(np.arange(lo, hi), rng.poisson(expected[lo:hi]))
         at = _view_times(spec, rng, len(user_pos))
-        yield _feed_rows(spec, model, rng, user_pos, at, popularity)
+        yield _feed_rows(spec, model, rng, logger, user_pos, at, popularity)
 
 
 def _view_times(spec: WorldSpec, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -221,13 +240,14 @@ def _feed_rows(
     spec: WorldSpec,
     model: PreferenceModel,
     rng: np.random.Generator,
+    logger: np.random.Generator,
     user_pos: np.ndarray,
     at: np.ndarray,
     popularity: np.ndarray,
 ) -> pd.DataFrame:
     """Feed rows (views and their likes, in time order) of views by `user_pos` at `at`: the
-    logging policy picks each view's post, a user sees a post at most once, and the hidden
-    model decides the likes."""
+    logging policy picks each view's post (the recommender's draws from `logger`), a user sees a
+    post at most once, and the hidden model decides the likes."""
     n_views = len(user_pos)
     # Posts ordered by creation; a view at `at` may pick any post created before it.
     created = model.post_created
@@ -235,11 +255,20 @@ def _feed_rows(
     eligible = np.searchsorted(created[order], at, side="right")
     keep = eligible > 0
     cum = np.cumsum(popularity[order])
-    uniform_pick = np.floor(rng.random(n_views) * eligible).astype(np.int64)
-    target = rng.random(n_views) * cum[np.maximum(eligible - 1, 0)]
-    popular_pick = np.minimum(np.searchsorted(cum, target, side="right"), eligible - 1)
-    explore = rng.random(n_views) < spec.explore_share
-    post_pos = order[np.where(explore, uniform_pick, popular_pick)]
+    post_pos = order[browsing_picks(rng, eligible, cum, spec.explore_share)]
+    chosen = np.flatnonzero(keep & (logger.random(n_views) < spec.recommender_share))
+    if len(chosen) and spec.recommender_pool > 0:
+        pools = order[
+            browsing_picks(
+                logger,
+                np.repeat(eligible[chosen, None], spec.recommender_pool, axis=1),
+                cum,
+                spec.explore_share,
+            )
+        ]
+        post_pos[chosen] = taste_aware_picks(
+            model, logger, user_pos[chosen], at[chosen], pools, spec.recommender_noise
+        )
 
     views = pd.DataFrame(
         {"user": user_pos[keep], "post": post_pos[keep], "timestamp": at[keep]}
