@@ -32,8 +32,9 @@ formulas hold.
 Direction: the interleaving verdict (t-test on Δ, 5%) against the A/B HitRate lift on all users
 (paired t-test; the equal world's lift compares random halves of `control`, an A/A test).
 
-Each universe's per-user results go to DIR/universes/NAME.json, so the heavy part can be run a
-few universes at a time (each under ~15 min) and the report printed from all of them:
+Each universe's per-user results go to DIR/universes/NAME.json; a run skips the universes
+already there and starts none that would likely end after --budget minutes, so the heavy part
+runs a few universes at a time and every run prints the report from all of them:
 
     .venv/bin/python benchmarks/interleaving.py [--dir DIR]
         [--run control,test,il,il_swapped,aa1,aa2,aa3]   # a subset per run; --run '' reports
@@ -363,7 +364,22 @@ def sensitivity(res: dict[str, dict], seed: int) -> None:
         "(A/B sd: per-user HitRate in control/test; A/B effect: mean paired per-user HitRate "
         "difference; interleaving: per-user credited likes test - control)"
     )
+    print(
+        "between-user share of the per-user HitRate variance (the part interleaving's "
+        "within-user comparison removes): "
+        + ", ".join(f"{arm} {between_share(res[arm]):.0%}" for arm in SERVED_ALONE)
+    )
     check_power(hc, ht, d, n_ab, n_il, rng)
+
+
+def between_share(universe: dict) -> float:
+    """Share of the variance of per-user HitRate that is between users: the total minus the
+    mean within-user binomial variance of a user's HitRate over its exposures."""
+    n = np.asarray(universe["exposures"], float)
+    _, hr = hitrate(universe)
+    total = hr.var(ddof=1)
+    within = np.mean(hr * (1 - hr) / np.maximum(n - 1, 1))
+    return float((total - within) / total)
 
 
 def check_power(hc, ht, d, n_ab: float, n_il: float, rng: np.random.Generator) -> None:
@@ -473,15 +489,30 @@ def main() -> None:
     ap.add_argument("--taste", type=float, default=1.2)
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=14.0,
+        help="minutes: start no universe that would likely end later (rerun for the rest)",
+    )
     args = ap.parse_args()
     args.dir = args.dir or Path(tempfile.mkdtemp(prefix="feedlab-il-"))
     args.dir.mkdir(parents=True, exist_ok=True)
     universes = [u for u in args.run.split(",") if u]
     for u in universes:
         arms_of(u)
+    started = time.monotonic()
     meta = build(args.dir, args)
-    for u in universes:
-        run_universe(u, args.dir, args)
+    done = load_universes(args.dir)
+    todo = [u for u in universes if u not in done]
+    last = 0.0
+    for k, u in enumerate(todo):
+        # an interleaved universe asks two models per request: allow it twice the time
+        guess = last * (2 if arms_of(u) is not None and arms_of(todo[k - 1]) is None else 1)
+        if (time.monotonic() - started) / 60 + guess > args.budget:
+            print(f"left for a later run (--budget {args.budget} min): {','.join(todo[k:])}")
+            break
+        last = run_universe(u, args.dir, args)["minutes"]
     report(args.dir, meta, args.seed)
 
 
