@@ -2,18 +2,20 @@
 
 One demo world (`feedlab demo-data`, both arms trained on its history, as `make demo` does) is
 copied into several *universes*. Each universe is a fresh copy of the world's database and its
-own `feedlab serve`, and `feedlab simulate`'s engine drives EVERY user of the world through it
-for the same days, likes drawn from the world's hidden preference model:
+own `feedlab serve`, and `feedlab simulate`'s engine drives every user of the world (or
+--sample of them) through it for the same days, likes drawn from the world's hidden preference
+model:
 
 - `control`, `test`: everyone served one arm (the two halves of an A/B test);
 - `il`: an interleaving experiment, control = CatBoost arm, test = sentence-embedding arm
   (the world hides a taste only post texts show, so test is the better ranker);
 - `il_swapped`: the same with the models swapped (the test arm is worse);
-- `aa1`, `aa2`, ...: both arms the CatBoost model (an A/A test), each with its own seed.
+- `aa`: four A/A interleaving experiments (both arms the CatBoost model) on disjoint quarters of
+  the users.
 
-`control`, `test`, `il` and `il_swapped` replay the same request schedule (same seed), so each
-user appears in all of them: the comparison of designs is paired by user, which is what makes
-the A/B effect measurable at a size this machine can simulate.
+Every universe replays the same request schedule (same seed, same users), so each user appears
+in all of them: the comparison of designs is paired by user, which is what makes the A/B effect
+measurable at a size this machine can simulate.
 
 Sensitivity: users needed to detect test > control at 80% power (two-sided, 5%), from each
 design's per-user effect and variance at the same days of traffic:
@@ -37,8 +39,9 @@ already there and starts none that would likely end after --budget minutes, so t
 runs a few universes at a time and every run prints the report from all of them:
 
     .venv/bin/python benchmarks/interleaving.py [--dir DIR]
-        [--run control,test,il,il_swapped,aa1,aa2,aa3]   # a subset per run; --run '' reports
+        [--run control,test,il,aa,il_swapped]   # a subset per run; --run '' only reports
         [--users 1000] [--posts 600] [--iterations 40] [--taste 1.2] [--seed 0] [--days 3]
+        [--sample N (simulate N of the world's users)] [--budget 14 (minutes)]
 """
 
 from __future__ import annotations
@@ -76,38 +79,35 @@ Z = float(stats.norm.ppf(0.975) + stats.norm.ppf(0.8))
 ALPHA = 0.05
 WINDOW_S = 3600.0
 N_BOOT = 2000
-EXPERIMENT = "il"
 SERVED_ALONE = ("control", "test")
-INTERLEAVED = {"il": ("control", "test"), "il_swapped": ("test", "control")}
-ALL = "control,test,il,il_swapped,aa1,aa2,aa3"
+ALL = "control,test,il,aa,il_swapped"
+AA_RUNS = 4
 
 
-def arms_of(universe: str) -> tuple[str, str] | None:
-    """The (control, test) models of an interleaving universe; None for one served alone."""
+def experiments_of(universe: str) -> dict[str, tuple[str, str]]:
+    """The interleaving experiments of a universe, name -> (control model, test model); none for
+    a universe served by one arm alone. `aa` holds AA_RUNS A/A experiments on disjoint users."""
     if universe in SERVED_ALONE:
-        return None
-    if universe in INTERLEAVED:
-        return INTERLEAVED[universe]
-    if universe.startswith("aa") and universe[2:].isdigit():
-        return ("control", "control")
-    raise SystemExit(f"--run: unknown universe {universe!r} (control, test, il, il_swapped, aaN)")
-
-
-def universe_seed(universe: str, seed: int) -> int:
-    """The paired universes share a seed (the same request schedule); aaN gets its own."""
-    return seed + int(universe[2:]) if universe.startswith("aa") else seed
+        return {}
+    if universe in ("il", "il_swapped"):
+        return {"il": ("control", "test") if universe == "il" else ("test", "control")}
+    if universe == "aa":
+        return {f"aa{k}": ("control", "control") for k in range(1, AA_RUNS + 1)}
+    raise SystemExit(f"--run: unknown universe {universe!r} (control, test, il, il_swapped, aa)")
 
 
 def config_text(universe: str, artifacts: Path) -> str:
-    arms = arms_of(universe)
-    models = sorted({universe} if arms is None else set(arms))
+    """Every user served by the universe's arm, or split evenly over its interleaving
+    experiments: experiment k of n takes 1/(n-k) of the users the ones before it leave."""
+    exps = experiments_of(universe)
+    models = sorted({m for arms in exps.values() for m in arms} or {universe})
     blocks = ""
-    if arms is not None:
-        blocks = (
-            f"  - name: {EXPERIMENT}\n    status: running\n    salt: bench-{universe}\n"
-            "    traffic: 100\n    design: interleaving\n    arms:\n"
-            f"      - {{name: control, model: {arms[0]}}}\n"
-            f"      - {{name: test, model: {arms[1]}}}\n"
+    for k, (name, (control, test)) in enumerate(exps.items()):
+        blocks += (
+            f"  - name: {name}\n    status: running\n    salt: bench-{universe}-{name}\n"
+            f"    traffic: {round(100 / (len(exps) - k), 4)}\n    design: interleaving\n"
+            f"    arms:\n      - {{name: control, model: {control}}}\n"
+            f"      - {{name: test, model: {test}}}\n"
         )
     return (
         f"default_model: {models[0]}\nexperiments:{' []' if not blocks else ''}\n{blocks}"
@@ -156,14 +156,16 @@ def build(workdir: Path, args: argparse.Namespace) -> dict:
     return meta
 
 
-def simulate_all(url: str, db_url: str, spec: Path, days: int, seed: int, clients: int):
-    """Every user of the world, split over a few client threads (disjoint users, same days)."""
+def simulate_all(url: str, db_url: str, spec: Path, args: argparse.Namespace, clients: int):
+    """The world's users (or --sample of them, the same ones in every universe), split over a
+    few client threads (disjoint users, same days, the same schedule for the same seed)."""
     engine = make_engine(db_url)
     try:
         plan = sim.demo_plan(engine, spec)
     finally:
         engine.dispose()
-    chunks = [plan.user_ids[k::clients] for k in range(clients)]
+    users = sim.sample_users(plan.user_ids, args.sample or len(plan.user_ids), args.seed)
+    chunks = [users[k::clients] for k in range(clients)]
     results: list[sim.SimulationSummary] = []
 
     def drive(k: int) -> None:
@@ -173,9 +175,9 @@ def simulate_all(url: str, db_url: str, spec: Path, days: int, seed: int, client
                 chunks[k],
                 plan.judge,
                 start=plan.start,
-                days=days,
+                days=args.days,
                 requests_per_day=3,
-                seed=seed * 64 + k,
+                seed=args.seed * 64 + k,
                 progress=False,
             )
         )
@@ -225,13 +227,13 @@ def user_hitrates(engine: Engine, start: datetime) -> dict[str, list]:
     }
 
 
-def interleaving_result(engine: Engine) -> dict:
+def interleaving_result(engine: Engine, experiment: str) -> dict:
     """The real analysis's verdict and, for the bootstrap, its per-user credits."""
-    report = analyze_interleaving(engine, EXPERIMENT, n_boot=200)
+    report = analyze_interleaving(engine, experiment, n_boot=200)
     (phase,) = report["phases"]
     arms = (phase["control"], phase["test"])
     with engine.connect() as conn:
-        credits = user_credits(conn, EXPERIMENT, phase["config_version"], arms, WINDOW_S)
+        credits = user_credits(conn, experiment, phase["config_version"], arms, WINDOW_S)
     p = phase["preference"]
     return {
         "user_ids": credits.user_ids.tolist(),
@@ -261,16 +263,16 @@ def run_universe(name: str, workdir: Path, args: argparse.Namespace) -> dict:
     config.write_text(config_text(name, (workdir / "artifacts").resolve()))
     spool = folder / f"{name}.spool"
     shutil.rmtree(spool, ignore_errors=True)
-    port, seed = free_port(), universe_seed(name, args.seed)
+    port = free_port()
     load_before, started = load(), time.monotonic()
     log = folder / f"{name}.log"
     with serve_subprocess(serve_args(config, port, spool), env, port, log, timeout=600):
         start, requests, errors = simulate_all(
-            f"http://127.0.0.1:{port}", db_url, workdir / "world.json", args.days, seed, 3
+            f"http://127.0.0.1:{port}", db_url, workdir / "world.json", args, 3
         )
     result = {
         "universe": name,
-        "seed": seed,
+        "seed": args.seed,
         "days": args.days,
         "requests": requests,
         "errors": errors,
@@ -279,8 +281,12 @@ def run_universe(name: str, workdir: Path, args: argparse.Namespace) -> dict:
     }
     engine = make_engine(db_url)
     try:
-        result |= user_hitrates(engine, start) if arms_of(name) is None else {}
-        result |= interleaving_result(engine) if arms_of(name) is not None else {}
+        if name in SERVED_ALONE:
+            result |= user_hitrates(engine, start)
+        else:
+            runs = {exp: interleaving_result(engine, exp) for exp in experiments_of(name)}
+            result["runs"] = runs
+            result["fallbacks"] = sum(r["fallbacks"] for r in runs.values())
     finally:
         engine.dispose()
     db.unlink()
@@ -306,7 +312,7 @@ def hitrate(u: dict) -> tuple[np.ndarray, np.ndarray]:
 def aligned(res: dict[str, dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-user HitRate under control, under test, and interleaving Δ, for users in all three."""
     (ci, hc), (ti, ht) = hitrate(res["control"]), hitrate(res["test"])
-    il = res["il"]
+    il = res["il"]["runs"]["il"]
     ii = np.asarray(il["user_ids"])
     d = np.asarray(il["test"]) - np.asarray(il["control"])
     common = np.intersect1d(np.intersect1d(ci, ti), ii)
@@ -421,26 +427,22 @@ def direction(res: dict[str, dict], seed: int) -> None:
         f"{'world':<7}{'run':<12}{'users':>6}{'A/B lift':>10}{'A/B p':>9}{'Δ/user':>9}"
         f"{'IL p':>9}{'prefer test':>13}{'w/t/l':>14}{'balance':>9}{'verdict':>9}{'agree':>7}"
     )
-    rows: list[tuple[str, str, tuple[float, float]]] = []
+    rows: list[tuple[str, str, str, tuple[float, float]]] = []
     if {"control", "test"} <= res.keys():
         (ci, hc), (ti, ht) = hitrate(res["control"]), hitrate(res["test"])
         common = np.intersect1d(ci, ti)
         hc, ht = hc[np.searchsorted(ci, common)], ht[np.searchsorted(ti, common)]
-        rows += [
-            ("better", "il", ab_lift(hc, ht, True)),
-            ("worse", "il_swapped", ab_lift(ht, hc, True)),
-        ]
+        rows.append(("better", "il", "il", ab_lift(hc, ht, True)))
+        rows.append(("worse", "il_swapped", "il", ab_lift(ht, hc, True)))
     if "control" in res:
         _, hc = hitrate(res["control"])
         half = np.random.default_rng(seed).permutation(hc.size) < hc.size // 2
         aa = ab_lift(hc[half], hc[~half], False)
-        rows += [
-            ("equal", name, aa) for name in sorted(res, key=_aa_order) if name.startswith("aa")
-        ]
-    for world, name, (lift, ab_p) in rows:
-        if name not in res:
+        rows += [("equal", "aa", name, aa) for name in experiments_of("aa")]
+    for world, universe, name, (lift, ab_p) in rows:
+        if universe not in res:
             continue
-        i = res[name]
+        i = res[universe]["runs"][name]
         verdict = {"test": "test", "control": "control", None: "none"}[i["winner"]]
         agree = sign(i["t_p"], i["delta"]) == sign(ab_p, lift)
         print(
@@ -449,7 +451,7 @@ def direction(res: dict[str, dict], seed: int) -> None:
             f"{'FLAG' if i['balance_flagged'] else 'ok':>9}{verdict:>9}"
             f"{'yes' if agree else 'NO':>7}"
         )
-    aa = [res[n] for n in res if n.startswith("aa")]
+    aa = list(res["aa"]["runs"].values()) if "aa" in res else []
     if aa:
         d = np.concatenate([np.asarray(a["test"]) - np.asarray(a["control"]) for a in aa])
         pooled = stats.ttest_1samp(d, 0.0)
@@ -489,6 +491,7 @@ def main() -> None:
     ap.add_argument("--taste", type=float, default=1.2)
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sample", type=int, help="simulate this many of the world's users")
     ap.add_argument(
         "--budget",
         type=float,
@@ -500,7 +503,7 @@ def main() -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     universes = [u for u in args.run.split(",") if u]
     for u in universes:
-        arms_of(u)
+        experiments_of(u)
     started = time.monotonic()
     meta = build(args.dir, args)
     done = load_universes(args.dir)
@@ -508,16 +511,13 @@ def main() -> None:
     last = 0.0
     for k, u in enumerate(todo):
         # an interleaved universe asks two models per request: allow it twice the time
-        guess = last * (2 if arms_of(u) is not None and arms_of(todo[k - 1]) is None else 1)
+        two = bool(experiments_of(u)) and not experiments_of(todo[k - 1])
+        guess = last * (2 if two else 1)
         if (time.monotonic() - started) / 60 + guess > args.budget:
             print(f"left for a later run (--budget {args.budget} min): {','.join(todo[k:])}")
             break
         last = run_universe(u, args.dir, args)["minutes"]
     report(args.dir, meta, args.seed)
-
-
-def _aa_order(name: str) -> tuple[int, str]:
-    return (int(name[2:]) if name[2:].isdigit() else -1, name)
 
 
 def _ci(x: float, ci, fmt: str) -> str:
