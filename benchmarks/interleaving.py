@@ -446,7 +446,8 @@ def direction(res: dict[str, dict], seed: int) -> None:
         verdict = {"test": "test", "control": "control", None: "none"}[i["winner"]]
         agree = sign(i["t_p"], i["delta"]) == sign(ab_p, lift)
         print(
-            f"{world:<7}{name:<12}{len(i['user_ids']):>6}{lift:>+10.1%}{ab_p:>9.3g}"
+            f"{world:<7}{name if universe == 'aa' else universe:<12}{len(i['user_ids']):>6}"
+            f"{lift:>+10.1%}{ab_p:>9.3g}"
             f"{i['delta']:>+9.3f}{i['t_p']:>9.3g}{i['share']:>13.1%}{i['wtl']:>14}"
             f"{'FLAG' if i['balance_flagged'] else 'ok':>9}{verdict:>9}"
             f"{'yes' if agree else 'NO':>7}"
