@@ -434,11 +434,12 @@ def direction(res: dict[str, dict], seed: int) -> None:
         hc, ht = hc[np.searchsorted(ci, common)], ht[np.searchsorted(ti, common)]
         rows.append(("better", "il", "il", ab_lift(hc, ht, True)))
         rows.append(("worse", "il_swapped", "il", ab_lift(ht, hc, True)))
+    aa_lift = (math.nan, 1.0)  # one model in both arms: no lift, unless `control` measures one
     if "control" in res:
         _, hc = hitrate(res["control"])
         half = np.random.default_rng(seed).permutation(hc.size) < hc.size // 2
-        aa = ab_lift(hc[half], hc[~half], False)
-        rows += [("equal", "aa", name, aa) for name in experiments_of("aa")]
+        aa_lift = ab_lift(hc[half], hc[~half], False)
+    rows += [("equal", "aa", name, aa_lift) for name in experiments_of("aa")]
     for world, universe, name, (lift, ab_p) in rows:
         if universe not in res:
             continue
@@ -447,7 +448,8 @@ def direction(res: dict[str, dict], seed: int) -> None:
         agree = sign(i["t_p"], i["delta"]) == sign(ab_p, lift)
         print(
             f"{world:<7}{name if universe == 'aa' else universe:<12}{len(i['user_ids']):>6}"
-            f"{lift:>+10.1%}{ab_p:>9.3g}"
+            f"{'—' if math.isnan(lift) else format(lift, '+.1%'):>10}"
+            f"{'—' if math.isnan(lift) else format(ab_p, '.3g'):>9}"
             f"{i['delta']:>+9.3f}{i['t_p']:>9.3g}{i['share']:>13.1%}{i['wtl']:>14}"
             f"{'FLAG' if i['balance_flagged'] else 'ok':>9}{verdict:>9}"
             f"{'yes' if agree else 'NO':>7}"
