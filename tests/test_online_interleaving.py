@@ -165,11 +165,28 @@ def test_sql_credits_match_the_python_reference_on_a_random_log(engine: Engine) 
 
 
 def test_imbalanced_teams_make_the_verdict_invalid(engine: Engine) -> None:
-    served = [(f"r{k}", k, 0, [(1, "test"), (2, "control")], False) for k in range(200)]
+    """Test always first in the first (complete) round: flagged, whatever the cut last round."""
+    posts = [(1, "test"), (2, "control"), (3, "control")]
+    served = [(f"r{k}", k, 0, posts, False) for k in range(200)]
     store(engine, served, [])
     (phase,) = analyze_interleaving(engine, "il", n_boot=50)["phases"]
+    assert [(b["control"], b["test"]) for b in phase["balance"]] == [(0, 200), (200, 0)]
     assert phase["balance_flagged"] is True
     assert phase["verdict"]["status"] == "invalid"
+
+
+def test_a_round_cut_short_is_not_an_imbalance(engine: Engine) -> None:
+    """Lists of 3 whose lone last pick is always test's (as when control runs out of posts
+    mid-round): the cut round is left out, the whole round before it is checked."""
+    served = [
+        (f"r{k}", k, 0, [(1, first), (2, second), (3, "test")], False)
+        for k, (first, second) in enumerate([("control", "test"), ("test", "control")] * 100)
+    ]
+    store(engine, served, [])
+    (phase,) = analyze_interleaving(engine, "il", n_boot=50)["phases"]
+    assert [(b["control"], b["test"]) for b in phase["balance"]] == [(100, 100), (100, 100)]
+    assert phase["balance_flagged"] is False
+    assert phase["verdict"]["status"] != "invalid"
 
 
 def test_analyze_command_dispatches_and_plans_from_a_pilot(db_url: str, engine: Engine) -> None:

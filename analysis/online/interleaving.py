@@ -117,12 +117,22 @@ def user_credits(
 def team_counts(
     conn: Connection, experiment: str, version: str, arms: tuple[str, str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Posts each arm contributed at each rank, over the merged (non-fallback) exposures."""
+    """Posts each arm contributed at each rank, over the merged (non-fallback) exposures and
+    complete rounds only: ranks 2k and 2k+1 are one round of team draft, one pick per team in
+    a coin-drawn order, so each rank is balanced only where its round is whole. A round cut
+    short (the list ended after its first pick, because `limit` was reached or a team ran out
+    of posts) is left out: when a team runs out, which team picked first decides whether the
+    round is cut, so its lone pick leans to one team by design, not by a fault."""
     e, i = exposures.c, exposure_items.c
     q = (
         select(i.position, i.team, func.count())
         .select_from(exposure_items.join(exposures, e.request_id == i.request_id))
-        .where(_phase(experiment, version), e.fallback.is_(False), i.team.in_(arms))
+        .where(
+            _phase(experiment, version),
+            e.fallback.is_(False),
+            i.team.in_(arms),
+            (i.position // 2) * 2 + 1 < e.n_posts,
+        )
         .group_by(i.position, i.team)
     )
     rows = conn.execute(q).all()

@@ -7,8 +7,9 @@ makes A/B tests of rankers large cancels out of every statistic here.
 - delta: the mean per-user difference test - control, with a t-test and CI and a Poisson
   bootstrap CI. The t-test on delta is the verdict: it uses every credited like, where the sign
   test throws away how much a user prefers an arm.
-- position balance: team draft gives each arm half of every rank in expectation; an arm that
-  contributes significantly more at some rank means the merge or the logging is broken.
+- position balance: team draft gives each arm half of every rank of its complete rounds in
+  expectation (the caller passes counts from complete rounds only); an arm that contributes
+  significantly more at some rank means the merge or the logging is broken.
 """
 
 from __future__ import annotations
