@@ -299,8 +299,8 @@ def _analyze_segment(
         treated = [a for a in arms if a != control and a in sums and control in sums]
         raw = {arm: _compare(ws, sums, control, arm, opt, timer) for arm in treated}
         with timer("daily looks and effects (SQL windows)"):
-            looks = _by_arm(ws.look_sums(_day_label))
-            days = _by_arm(ws.day_sums(_day_label))
+            cumulative, alone = ws.daily_sums(_day_label)
+            looks, days = _by_arm(cumulative), _by_arm(alone)
         with timer("guardrails (SQL percentiles)"):
             guard = queries.guardrails(conn, sel, sorted(sums))
         qa = (

@@ -683,43 +683,42 @@ class Workspace:
         cols = np.array(self.conn.execute(q).all(), dtype=float).reshape(-1, 5).T
         return BucketSums(*cols)
 
-    def look_sums(self, days: Callable[[int], str]) -> list[tuple[str, LookSums]]:
-        """Per (arm, day): each arm's sufficient statistics as they stood at that day's end,
-        from the exposures served and the likes made by then. SQL sums the increments of
-        each per-user moment from each row's running sums and the previous row's (which
-        telescope to the change over the day); Python adds them up day by day."""
+    def daily_sums(
+        self, days: Callable[[int], str]
+    ) -> tuple[list[tuple[str, LookSums]], list[tuple[str, LookSums]]]:
+        """Per (arm, day), in one scan of `ud`: the look, each arm's sufficient statistics as
+        they stood at that day's end from the exposures served and the likes made by then;
+        and the day alone, the sufficient statistics of that day's exposures (each active
+        user's metrics over the day; hits and likes as finally attributed).
+
+        For the looks SQL sums the increments of each per-user moment from each row's running
+        sums and the previous row's (they telescope to the change over the day); Python adds
+        them up day by day."""
         u = self.ud.c
         cur = {s: u[f"cum_{s}"] for s in RUNNING}
         prev = {s: u[f"cum_{s}"] - u[s] for s in RUNNING}
         first = u.cum_n_exp == u.n_exp
-        cols = [func.sum(case((first, 1), else_=0))]
-        for expr in _MOMENTS.values():
-            cols.append(func.sum(expr(cur) - case((first, 0.0), else_=expr(prev))))
-        q = select(u.exp_group, u.day, *cols).group_by(u.exp_group, u.day).order_by(u.day)
-        running: dict[str, np.ndarray] = {}
-        out = []
-        for row in self.conn.execute(q):
-            acc = running.setdefault(row[0], np.zeros(len(cols)))
-            acc += np.array([float(x or 0) for x in row[2:]])
-            out.append((row[0], LookSums(days(int(row[1])), *acc.tolist())))
-        return out
-
-    def day_sums(self, days: Callable[[int], str]) -> list[tuple[str, LookSums]]:
-        """Per (arm, day): the sufficient statistics of that day's exposures alone (each
-        active user's metrics over the day; hits and likes as finally attributed)."""
-        u = self.ud.c
-        cur = {"n_exp": u.n_exp, "n_items": u.n_items, "hits_seen": u.hits, "liked_seen": u.liked}
-        cols = [func.count(), *(func.sum(expr(cur)) for expr in _MOMENTS.values())]
-        q = (
-            select(u.exp_group, u.day, *cols)
-            .where(u.n_exp > 0)
-            .group_by(u.exp_group, u.day)
-            .order_by(u.day)
-        )
-        return [
-            (row[0], LookSums(days(int(row[1])), *(float(x or 0) for x in row[2:])))
-            for row in self.conn.execute(q)
+        look = [func.sum(case((first, 1), else_=0))]
+        look += [
+            func.sum(expr(cur) - case((first, 0.0), else_=expr(prev))) for expr in _MOMENTS.values()
         ]
+        # the user-day's exposures row (the other rows only add likes becoming known)
+        active = u.n_exp > 0
+        today = {"n_exp": u.n_exp, "n_items": u.n_items, "hits_seen": u.hits, "liked_seen": u.liked}
+        alone = [func.sum(case((active, 1), else_=0))]
+        alone += [func.sum(case((active, expr(today)))) for expr in _MOMENTS.values()]
+        q = select(u.exp_group, u.day, *look, *alone).group_by(u.exp_group, u.day).order_by(u.day)
+        running: dict[str, np.ndarray] = {}
+        looks, per_day = [], []
+        for row in self.conn.execute(q):
+            arm, day = row[0], days(int(row[1]))
+            values = [float(x or 0) for x in row[2:]]
+            acc = running.setdefault(arm, np.zeros(len(look)))
+            acc += values[: len(look)]
+            looks.append((arm, LookSums(day, *acc.tolist())))
+            if values[len(look)]:
+                per_day.append((arm, LookSums(day, *values[len(look) :])))
+        return looks, per_day
 
 
 def _hr(c: dict) -> ColumnElement:
