@@ -42,6 +42,7 @@ from sqlalchemy import (
     MetaData,
     Select,
     String,
+    Subquery,
     Table,
     and_,
     case,
@@ -367,6 +368,21 @@ def _credited_columns() -> list[Column]:
     ]
 
 
+def _by_user_day(
+    table: Table, cond: ColumnElement[bool], name: str, **sums: ColumnElement
+) -> Subquery:
+    """`sums` over the rows of `table` (exposures, or credited likes that carry their
+    exposure's columns) meeting `cond`, per (user, arm, day of the exposure)."""
+    t = table.c
+    day = day_of(t.ts)
+    return (
+        select(t.user_id, t.exp_group, day.label("day"), *(v.label(k) for k, v in sums.items()))
+        .where(cond)
+        .group_by(t.user_id, t.exp_group, day)
+        .subquery(name)
+    )
+
+
 def _clamped_day(ts: ColumnElement, last_day: int) -> ColumnElement:
     """The day a like became known, the last look's day at most (that look also sees likes
     arriving within the attribution window after the last exposure)."""
@@ -432,34 +448,16 @@ class Workspace:
         zero, one = literal(0), literal(1)
         credited = sel.condition(on=self.cr)
         # int4 counts, so that the running sums below are bigint, never NUMERIC
-        day = day_of(e.ts)
-        served = (
-            select(
-                e.user_id,
-                e.exp_group,
-                day.label("day"),
-                cast(func.count(), Integer).label("n_exp"),
-                cast(func.sum(e.n_posts), Integer).label("n_items"),
-            )
-            .where(sel.condition())
-            .group_by(e.user_id, e.exp_group, day)
-            .subquery("served")
+        served = _by_user_day(
+            exposures,
+            sel.condition(),
+            "served",
+            n_exp=cast(func.count(), Integer),
+            n_items=cast(func.sum(e.n_posts), Integer),
         )
         # hit exposures (one `first` post each) and liked posts by the exposure's day: a few
         # rows, joined to the user-days after the big grouping rather than unioned into it
-        exposure_day = day_of(c.ts)
-        hit = (
-            select(
-                c.user_id,
-                c.exp_group,
-                exposure_day.label("day"),
-                func.sum(c.first).label("hits"),
-                func.count().label("liked"),
-            )
-            .where(credited)
-            .group_by(c.user_id, c.exp_group, exposure_day)
-            .subquery("hit")
-        )
+        hit = _by_user_day(self.cr, credited, "hit", hits=func.sum(c.first), liked=func.count())
         s, h = served.c, hit.c
         user_days = select(
             s.user_id,
