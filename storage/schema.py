@@ -90,6 +90,7 @@ class Exposure(Base):
     __table_args__ = (
         Index("ix_exposures_experiment_version", "experiment", "config_version"),
         Index("ix_exposures_user_ts", "user_id", "ts"),
+        Index("ix_exposures_ts", "ts"),
     )
 
     request_id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -282,8 +282,9 @@ def _analyze_segment(
     arms = [a.name for a in cfg.arms]
     control = "control" if "control" in arms else arms[0]
     try:
-        with timer("per-user aggregation (SQL)"):
+        with timer("credited likes and per-user-day pass (SQL)"):
             ws.build_user_days(sel, lo, hi, opt.window_s, _day_number(hi))
+        with timer("per-user table, CUPED pre-period, health checks (SQL)"):
             ws.build_users(opt.window_s, pre)
             multi = ws.users_in(ws.multi_arm_users(), drop=True)
             carried = (
@@ -298,9 +299,9 @@ def _analyze_segment(
         decision = BY_KEY[cfg.primary_metric]
         treated = [a for a in arms if a != control and a in sums and control in sums]
         raw = {arm: _compare(ws, sums, control, arm, opt, timer) for arm in treated}
-        with timer("daily looks and effects (SQL windows)"):
-            looks = _by_arm(ws.look_sums(_day_label))
-            days = _by_arm(ws.day_sums(_day_label))
+        with timer("daily looks and effects (SQL)"):
+            cumulative, alone = ws.daily_sums(_day_label)
+            looks, days = _by_arm(cumulative), _by_arm(alone)
         with timer("guardrails (SQL percentiles)"):
             guard = queries.guardrails(conn, sel, sorted(sums))
         qa = (

@@ -6,11 +6,13 @@ connection:
    served that post to that user at or before the like, if that exposure is less than the
    attribution window before it: one row per credited (exposure, post) with its first like.
 2. `ud`: one row per (arm, user, day) with exposures, posts served, hit exposures and liked
-   served posts by the exposure's day, and the same hits and likes by the day they became
-   known (the looks of the sequential test see only those).
-3. `pu`: one row per (arm, user) with the per-user metrics and the CUPED covariates: the same
-   metrics over the user's exposures in the pre-period (which ends at the experiment's first
-   exposure) and whether the user has any.
+   served posts by the exposure's day, and one row per credited post on the day its first
+   like became known (the looks of the sequential test see only those), each with the user's
+   running sums up to it: one pass over the sample's exposures grouped by user-day, joined
+   to the few credited ones, and one sort by user and day for the running sums.
+3. `pu`: one row per (arm, user) from the user's last day in `ud`, with the per-user metrics
+   and the CUPED covariates: the same metrics over the user's exposures in the pre-period
+   (which ends at the experiment's first exposure) and whether the user has any.
 4. Per-arm sufficient statistics, mid-rank sums for Mann-Whitney, per-day sums, exposure-level
    guardrails: small typed results read by analysis.stats.
 """
@@ -40,6 +42,7 @@ from sqlalchemy import (
     MetaData,
     Select,
     String,
+    Subquery,
     Table,
     and_,
     case,
@@ -58,6 +61,10 @@ from sqlalchemy.exc import DBAPIError
 
 COUNTS = ("n_exp", "n_items", "hits", "liked")
 SEEN = ("hits_seen", "liked_seen")
+RUNNING = ("n_exp", "n_items", *SEEN)
+"""The per-user-day counts kept as running sums over the user's days: the looks read each
+user's state at each day's end from them, and the per-user totals from the user's last day
+(by then every credited like is known: its day is clamped to the last look's)."""
 CARRIED = ("experiment", "config_version", "qa", "exp_group", "user_id", "ts")
 """Exposure columns copied onto each credited like, so later steps never go back to the
 exposures table for the few liked exposures (a hash join there would scan all of them)."""
@@ -240,7 +247,9 @@ def liked_within(lo: datetime, hi: datetime, window_s: float) -> list[ColumnElem
 def _credited(
     like_lo: datetime, like_hi: datetime, window_s: float, exposure_lo: datetime
 ) -> Select:
-    """Credited (request_id, post_id, first like) for the likes in [like_lo, like_hi).
+    """Credited (request_id, post_id, first like, first) for the likes in [like_lo, like_hi);
+    `first` is 1 on the one credited post of each exposure whose first like came earliest,
+    so a hit is counted once per exposure, on the day it became known, without grouping.
 
     Starts from the likes (few), probes exposure_items(user_id, post_id, ts) for the served
     items in the window before each like, keeps the latest (ties: the larger request id) and
@@ -270,15 +279,30 @@ def _credited(
         .subquery("ranked")
     )
     r = ranked.c
+    first_like = func.min(r.like_ts)
     latest = (
-        select(r.request_id, r.post_id, func.min(r.like_ts).label("first_like"))
+        select(
+            r.request_id,
+            r.post_id,
+            first_like.label("first_like"),
+            func.row_number()
+            .over(partition_by=r.request_id, order_by=(first_like, r.post_id))
+            .label("nth"),
+        )
         .where(r.rn == 1)
         .group_by(r.request_id, r.post_id)
         .subquery("latest")
     )
+    c = latest.c
     return (
-        select(latest.c.request_id, latest.c.post_id, latest.c.first_like, *(e[c] for c in CARRIED))
-        .select_from(latest.join(exposures, e.request_id == latest.c.request_id))
+        select(
+            c.request_id,
+            c.post_id,
+            c.first_like,
+            case((c.nth == 1, 1), else_=0),
+            *(e[col] for col in CARRIED),
+        )
+        .select_from(latest.join(exposures, e.request_id == c.request_id))
         .where(e.qa.is_(False))
     )
 
@@ -334,6 +358,7 @@ def _credited_columns() -> list[Column]:
         Column("request_id", String(36)),
         Column("post_id", BigInteger),
         Column("first_like", DateTime),
+        Column("first", Integer),
         Column("experiment", String(128)),
         Column("config_version", String(64)),
         Column("qa", Boolean),
@@ -341,6 +366,21 @@ def _credited_columns() -> list[Column]:
         Column("user_id", BigInteger),
         Column("ts", DateTime),
     ]
+
+
+def _by_user_day(
+    table: Table, cond: ColumnElement[bool], name: str, **sums: ColumnElement
+) -> Subquery:
+    """`sums` over the rows of `table` (exposures, or credited likes that carry their
+    exposure's columns) meeting `cond`, per (user, arm, day of the exposure)."""
+    t = table.c
+    day = day_of(t.ts)
+    return (
+        select(t.user_id, t.exp_group, day.label("day"), *(v.label(k) for k, v in sums.items()))
+        .where(cond)
+        .group_by(t.user_id, t.exp_group, day)
+        .subquery(name)
+    )
 
 
 def _clamped_day(ts: ColumnElement, last_day: int) -> ColumnElement:
@@ -366,6 +406,8 @@ class Workspace:
             Column("user_id", BigInteger),
             Column("day", Integer),
             *counts,
+            *[Column(f"cum_{c}", BigInteger) for c in RUNNING],
+            Column("last", Integer),
         )
         self.pre = _temp(
             self.meta,
@@ -404,47 +446,62 @@ class Workspace:
         self._fill(self.cr, _credited(lo, hi + w, window_s, lo - w))
         e, c = exposures.c, self.cr.c
         zero, one = literal(0), literal(1)
-        served = select(
-            e.exp_group,
-            e.user_id,
-            day_of(e.ts).label("day"),
-            one.label("n_exp"),
-            e.n_posts.label("n_items"),
-            *(zero.label(k) for k in ("hits", "liked", *SEEN)),
-        ).where(sel.condition())
         credited = sel.condition(on=self.cr)
-        per_exposure = (
-            select(
-                c.exp_group,
-                c.user_id,
-                day_of(c.ts).label("day"),
-                func.count().label("liked"),
-                _clamped_day(func.min(c.first_like), last_day).label("seen_day"),
+        # int4 counts, so that the running sums below are bigint, never NUMERIC
+        served = _by_user_day(
+            exposures,
+            sel.condition(),
+            "served",
+            n_exp=cast(func.count(), Integer),
+            n_items=cast(func.sum(e.n_posts), Integer),
+        )
+        # hit exposures (one `first` post each) and liked posts by the exposure's day: a few
+        # rows, joined to the user-days after the big grouping rather than unioned into it
+        hit = _by_user_day(self.cr, credited, "hit", hits=func.sum(c.first), liked=func.count())
+        s, h = served.c, hit.c
+        user_days = select(
+            s.user_id,
+            s.exp_group,
+            s.day,
+            s.n_exp,
+            s.n_items,
+            cast(func.coalesce(h.hits, 0), Integer).label("hits"),
+            cast(func.coalesce(h.liked, 0), Integer).label("liked"),
+            *(zero.label(k) for k in SEEN),
+        ).select_from(
+            served.outerjoin(
+                hit, and_(h.user_id == s.user_id, h.exp_group == s.exp_group, h.day == s.day)
             )
-            .where(credited)
-            .group_by(c.request_id, c.exp_group, c.user_id, c.ts)
-        ).subquery("per_exposure")
-        p = per_exposure.c
-        # a hit by the exposure's day; known on the day of its first credited like
-        hit_exposure = select(p.exp_group, p.user_id, p.day, zero, zero, one, p.liked, zero, zero)
-        hit_seen = select(p.exp_group, p.user_id, p.seen_day, zero, zero, zero, zero, one, zero)
-        liked_seen = select(
-            c.exp_group,
+        )
+        # each credited post again on the day its first like became known (the exposure's
+        # hit with its `first` post)
+        known = select(
             c.user_id,
+            c.exp_group,
             _clamped_day(c.first_like, last_day),
-            zero,
-            zero,
-            zero,
-            zero,
-            zero,
+            *(zero for _ in range(4)),
+            c.first,
             one,
         ).where(credited)
-        rows = union_all(served, hit_exposure, hit_seen, liked_seen).subquery("rows")
+        rows = union_all(user_days, known).subquery("rows")
         r = rows.c
-        key = [r.exp_group, r.user_id, r.day]
+        part = [r.user_id, r.exp_group]
+        # a day's exposures before its known likes: running sums never divide by 0 exposures
+        order = (r.day, r.n_exp.desc())
+        running = [
+            func.sum(r[k]).over(partition_by=part, order_by=order, rows=(None, 0)) for k in RUNNING
+        ]
+        last = func.lead(r.day).over(partition_by=part, order_by=order).is_(None)
         self._fill(
             self.ud,
-            select(*key, *(func.sum(r[k]) for k in (*COUNTS, *SEEN))).group_by(*key),
+            select(
+                r.exp_group,
+                r.user_id,
+                r.day,
+                *(r[k] for k in (*COUNTS, *SEEN)),
+                *running,
+                case((last, 1), else_=0),
+            ),
         )
 
     def users_in(self, users: Select, drop: bool) -> int:
@@ -467,11 +524,19 @@ class Workspace:
         return select(p.user_id).group_by(p.user_id).having(func.count() > 1)
 
     def build_users(self, window_s: float, pre: tuple[datetime, datetime] | None) -> None:
-        """Fill `pu` from `ud`, with the pre-period covariates when there is a pre-period."""
+        """Fill `pu` from each user's last row of `ud` (its running sums are the user's
+        totals), with the pre-period covariates when there is a pre-period."""
         u = self.ud.c
         agg = (
-            select(u.exp_group, u.user_id, *[func.sum(u[c]).label(c) for c in COUNTS])
-            .group_by(u.exp_group, u.user_id)
+            select(
+                u.exp_group,
+                u.user_id,
+                u.cum_n_exp.label("n_exp"),
+                u.cum_n_items.label("n_items"),
+                u.cum_hits_seen.label("hits"),
+                u.cum_liked_seen.label("liked"),
+            )
+            .where(u.last == 1)
             .subquery("agg")
         )
         src: FromClause = agg
@@ -569,28 +634,24 @@ class Workspace:
 
     def rank_sums(self, column: str, control: str, arm: str) -> tuple[float, float]:
         """Mann-Whitney inputs without moving per-user values: the mid-rank sum of `control`
-        in the pooled (control, arm) sample, and the tie term sum(t^3 - t)."""
+        in the pooled (control, arm) sample, and the tie term sum(t^3 - t), in one sort: each
+        of the t users of a tie adds t^2 - 1 to it."""
         p = self.pu.c
         v = p[column]
-        pair = p.exp_group.in_([control, arm])
+        ties = _f(func.count().over(partition_by=v))
         ranked = (
             select(
                 p.exp_group,
-                (
-                    _f(func.rank().over(order_by=v))
-                    + (_f(func.count().over(partition_by=v)) - 1) / 2.0
-                ).label("r"),
+                (_f(func.rank().over(order_by=v)) + (ties - 1) / 2.0).label("r"),
+                ties.label("t"),
             )
-            .where(pair)
+            .where(p.exp_group.in_([control, arm]))
             .subquery()
         )
-        rank_sum = self.conn.execute(
-            select(func.sum(ranked.c.r)).where(ranked.c.exp_group == control)
-        ).scalar_one()
-        ties = select(_f(func.count()).label("t")).where(pair).group_by(v).subquery()
-        tie_term = self.conn.execute(
-            select(func.sum(ties.c.t * ties.c.t * ties.c.t - ties.c.t))
-        ).scalar_one()
+        r = ranked.c
+        rank_sum, tie_term = self.conn.execute(
+            select(func.sum(case((r.exp_group == control, r.r))), func.sum(r.t * r.t - 1.0))
+        ).one()
         return float(rank_sum or 0), float(tie_term or 0)
 
     def bucket_sums(self, arm: str, buckets: int) -> BucketSums:
@@ -616,60 +677,42 @@ class Workspace:
         cols = np.array(self.conn.execute(q).all(), dtype=float).reshape(-1, 5).T
         return BucketSums(*cols)
 
-    def look_sums(self, days: Callable[[int], str]) -> list[tuple[str, LookSums]]:
-        """Per (arm, day): each arm's sufficient statistics as they stood at that day's end,
-        from the exposures served and the likes made by then. SQL gives the increments of
-        each per-user moment when the user's cumulative sums move from their previous row to
-        this day's; Python adds them up day by day."""
-        u = self.ud.c
-        sums = ("n_exp", "n_items", *SEEN)
-        # user_id first: the sort then rarely compares the (collation-aware) arm names
-        part, rows = [u.user_id, u.exp_group], (None, 0)
-        cum = select(
-            u.exp_group,
-            u.day,
-            *[u[c] for c in sums],
-            # float sums: exact for counts below 2**53, and PostgreSQL's sum(bigint) would
-            # otherwise be NUMERIC, making every moment expression below slow decimal math
-            *[
-                func.sum(_f(u[c]))
-                .over(partition_by=part, order_by=u.day, rows=rows)
-                .label(f"cum_{c}")
-                for c in sums
-            ],
-        ).subquery("cum")
-        g = cum.c
-        cur = {s: g[f"cum_{s}"] for s in sums}
-        prev = {s: g[f"cum_{s}"] - g[s] for s in sums}
-        first = g.cum_n_exp == g.n_exp
-        cols = [func.sum(case((first, 1), else_=0))]
-        for expr in _MOMENTS.values():
-            cols.append(func.sum(expr(cur) - case((first, 0.0), else_=expr(prev))))
-        q = select(g.exp_group, g.day, *cols).group_by(g.exp_group, g.day).order_by(g.day)
-        running: dict[str, np.ndarray] = {}
-        out = []
-        for row in self.conn.execute(q):
-            acc = running.setdefault(row[0], np.zeros(len(cols)))
-            acc += np.array([float(x or 0) for x in row[2:]])
-            out.append((row[0], LookSums(days(int(row[1])), *acc.tolist())))
-        return out
+    def daily_sums(
+        self, days: Callable[[int], str]
+    ) -> tuple[list[tuple[str, LookSums]], list[tuple[str, LookSums]]]:
+        """Per (arm, day), in one scan of `ud`: the look, each arm's sufficient statistics as
+        they stood at that day's end from the exposures served and the likes made by then;
+        and the day alone, the sufficient statistics of that day's exposures (each active
+        user's metrics over the day; hits and likes as finally attributed).
 
-    def day_sums(self, days: Callable[[int], str]) -> list[tuple[str, LookSums]]:
-        """Per (arm, day): the sufficient statistics of that day's exposures alone (each
-        active user's metrics over the day; hits and likes as finally attributed)."""
+        For the looks SQL sums the increments of each per-user moment from each row's running
+        sums and the previous row's (they telescope to the change over the day); Python adds
+        them up day by day."""
         u = self.ud.c
-        cur = {"n_exp": u.n_exp, "n_items": u.n_items, "hits_seen": u.hits, "liked_seen": u.liked}
-        cols = [func.count(), *(func.sum(expr(cur)) for expr in _MOMENTS.values())]
-        q = (
-            select(u.exp_group, u.day, *cols)
-            .where(u.n_exp > 0)
-            .group_by(u.exp_group, u.day)
-            .order_by(u.day)
-        )
-        return [
-            (row[0], LookSums(days(int(row[1])), *(float(x or 0) for x in row[2:])))
-            for row in self.conn.execute(q)
+        cur = {s: u[f"cum_{s}"] for s in RUNNING}
+        prev = {s: u[f"cum_{s}"] - u[s] for s in RUNNING}
+        first = u.cum_n_exp == u.n_exp
+        look = [func.sum(case((first, 1), else_=0))]
+        look += [
+            func.sum(expr(cur) - case((first, 0.0), else_=expr(prev))) for expr in _MOMENTS.values()
         ]
+        # the user-day's exposures row (the other rows only add likes becoming known)
+        active = u.n_exp > 0
+        today = {"n_exp": u.n_exp, "n_items": u.n_items, "hits_seen": u.hits, "liked_seen": u.liked}
+        alone = [func.sum(case((active, 1), else_=0))]
+        alone += [func.sum(case((active, expr(today)))) for expr in _MOMENTS.values()]
+        q = select(u.exp_group, u.day, *look, *alone).group_by(u.exp_group, u.day).order_by(u.day)
+        running: dict[str, np.ndarray] = {}
+        looks, per_day = [], []
+        for row in self.conn.execute(q):
+            arm, day = row[0], days(int(row[1]))
+            values = [float(x or 0) for x in row[2:]]
+            acc = running.setdefault(arm, np.zeros(len(look)))
+            acc += values[: len(look)]
+            looks.append((arm, LookSums(day, *acc.tolist())))
+            if values[len(look)]:
+                per_day.append((arm, LookSums(day, *values[len(look) :])))
+        return looks, per_day
 
 
 def _hr(c: dict) -> ColumnElement:
