@@ -146,14 +146,15 @@ class DailyRefit(Generic[T]):
 
 
 def refits_of(*parts: object) -> list[DailyRefit]:
-    """The `DailyRefit`s held in a field of any of `parts` (sources, feature blocks)."""
-    found: list[DailyRefit] = []
+    """The `DailyRefit`s held in a field of any of `parts` (sources, feature blocks), each
+    once: a source and a block may share one (the co-visitation fit)."""
+    found: dict[int, DailyRefit] = {}
     for part in parts:
-        if isinstance(part, DailyRefit):
-            found.append(part)
         fields = getattr(part, "__dict__", {}).values()
-        found += [v for v in fields if isinstance(v, DailyRefit)]
-    return found
+        for value in (part, *fields):
+            if isinstance(value, DailyRefit):
+                found.setdefault(id(value), value)
+    return list(found.values())
 
 
 @runtime_checkable
