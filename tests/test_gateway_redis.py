@@ -122,7 +122,7 @@ def test_replicas_keep_serving_while_redis_is_down_and_recover_when_it_returns(
             assert a.health()["redis_pending_events"] == 1
             metrics = httpx.get(f"{a.url}/metrics", timeout=10).text
             assert "feedlab_redis_up 0.0" in metrics
-            assert 'feedlab_redis_errors_total{op="publish"}' in metrics
+            assert 'feedlab_redis_errors_total{op="sync"}' in metrics
             assert second not in a.served()  # the replica that took it applies it itself
             assert second in b.served()  # the other one cannot know yet: degraded
             assert first not in b.served()  # what it took from Redis before stays
