@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
@@ -91,7 +91,7 @@ class OnlineState:
         entry, skipping those already in the History."""
         entries = await self._call("start", self.client.xrevrange(self.key, count=1))
         if entries is not None and from_database:
-            self._last = _id(entries[0][0]) if entries else "0-0"
+            self._last = _text(entries[0][0]) if entries else "0-0"
 
     async def publish(self, events: Sequence[Event], history: History) -> None:
         """Append events just stored in the database; while Redis is down, apply them to the
@@ -125,7 +125,7 @@ class OnlineState:
                     return
                 if entries:
                     _take(history, [_event(fields) for _, fields in entries])
-                    self._last = _id(entries[-1][0])
+                    self._last = _text(entries[-1][0])
                 if len(entries) < READ_BATCH:
                     return
 
@@ -164,17 +164,19 @@ class OnlineState:
         await self.client.aclose()
 
 
-def _id(raw: bytes | str) -> str:
+def _text(raw: bytes | str | None) -> str:
+    """A reply as text (the client returns bytes: `decode_responses` is off)."""
+    if raw is None:
+        raise ValueError("empty reply from Redis")
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def _event(fields: dict[bytes, bytes]) -> Event:
-    return Event(
-        from_us(int(fields[b"t"])),
-        int(fields[b"u"]),
-        int(fields[b"p"]),
-        fields[b"a"].decode(),
-    )
+def _event(fields: Mapping[bytes | str, bytes | str] | None) -> Event:
+    """The event of a stream entry."""
+    if fields is None:
+        raise ValueError("stream entry without fields")
+    values = {_text(k): _text(v) for k, v in fields.items()}
+    return Event(from_us(int(values["t"])), int(values["u"]), int(values["p"]), values["a"])
 
 
 def _take(history: History, events: list[Event]) -> None:
