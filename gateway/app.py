@@ -313,8 +313,6 @@ async def _begin(
 ) -> list[asyncio.Task[None]]:
     """Start serving `state`: the exposure writer, the config, the watcher and feed follower."""
     state.exposure_log.start()
-    if state.online is not None:
-        await state.online.start(from_database=state.started_from == "database")
     state.holder.on_new_config = lambda loaded, at: _config_loaded(state, loaded, at)
     state.holder.on_reload = state.metrics.count_reload
     await state.holder.reload("startup")

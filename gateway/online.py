@@ -32,10 +32,12 @@ import numpy as np
 from feedlab.gateway.metrics import GatewayMetrics
 from feedlab.models.base import Event
 from feedlab.models.history import History, from_us, to_us
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry as SyncRetry
 
 log = logging.getLogger("feedlab.online")
 
@@ -57,8 +59,11 @@ class OnlineState:
         timeout: float = 0.25,
         retry_interval: float = 1.0,
         retention: float = 2 * 86400,
+        after: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`after`: the stream's last entry before the History was read from the database
+        (`last_entry`); None reads every retained entry, skipping those the History holds."""
         self.client = Redis.from_url(
             url,
             socket_timeout=timeout,
@@ -71,27 +76,17 @@ class OnlineState:
         self.retry_interval = retry_interval
         self.retention = retention
         self._clock = clock
-        self._last: str | None = None
-        """Last stream entry taken; None: not known yet (read every retained entry)."""
+        self._last = after
         self._pending: list[Event] = []
         self._lock = asyncio.Lock()
         self._down_until = 0.0
-        self.up = False
+        self.up = after is not None
         metrics.watch_redis(lambda: self.up, lambda: self.pending)
 
     @property
     def pending(self) -> int:
         """Events stored while Redis was down, not yet appended to the stream."""
         return len(self._pending)
-
-    async def start(self, from_database: bool) -> None:
-        """Begin after the stream's last entry when the History was just read from the
-        database (every entry before it is in there: events are appended after their commit);
-        otherwise (a start from the local snapshot, or Redis down now) read every retained
-        entry, skipping those already in the History."""
-        entries = await self._call("start", self.client.xrevrange(self.key, count=1))
-        if entries is not None and from_database:
-            self._last = _text(entries[0][0]) if entries else "0-0"
 
     async def publish(self, events: Sequence[Event], history: History) -> None:
         """Append events just stored in the database; while Redis is down, apply them to the
@@ -162,6 +157,24 @@ class OnlineState:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def last_entry(url: str, prefix: str, timeout: float, metrics: GatewayMetrics) -> str | None:
+    """The id of the stream's last entry ("0-0" when there is none), read before the History
+    is read from the database: every entry up to it is in there, since an event is appended
+    after its commit. None when Redis does not answer (counted as a `start` error)."""
+    client = SyncRedis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=SyncRetry(NoBackoff(), 0)
+    )
+    try:
+        entries = client.xrevrange(f"{prefix}{STREAM}", count=1)
+    except RedisError as exc:
+        metrics.redis_errors.labels("start").inc()
+        log.warning("redis unavailable at start (%s): reading its whole stream later", exc)
+        return None
+    finally:
+        client.close()
+    return _text(entries[0][0]) if entries else "0-0"
 
 
 def _text(raw: bytes | str | None) -> str:

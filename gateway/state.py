@@ -18,7 +18,7 @@ from feedlab.gateway.dbutil import pg_connect_args
 from feedlab.gateway.exposures import ExposureLog
 from feedlab.gateway.feed_sync import FeedFollower
 from feedlab.gateway.metrics import GatewayMetrics
-from feedlab.gateway.online import OnlineState
+from feedlab.gateway.online import OnlineState, last_entry
 from feedlab.gateway.runtime import RuntimeHolder
 from feedlab.gateway.settings import Settings
 from feedlab.gateway.snapshot import StartData
@@ -89,6 +89,11 @@ class GatewayState:
         is there."""
         engine = gateway_engine(settings)
         path = snapshot_path(settings)
+        metrics = GatewayMetrics()
+        mark = None  # where this replica follows the Redis stream from
+        if settings.redis_url:
+            url, prefix = settings.redis_url, settings.redis_prefix
+            mark = last_entry(url, prefix, settings.redis_timeout, metrics)
         try:
             migrate(settings)
             data = StartData.from_database(engine, path)
@@ -134,7 +139,6 @@ class GatewayState:
             retry_interval=settings.db_retry_interval,
             db_timeout=settings.db_timeout,
         )
-        metrics = GatewayMetrics()
         metrics.watch_exposures(exposure_log)
         online = None
         if settings.redis_url:
@@ -145,6 +149,7 @@ class GatewayState:
                 timeout=settings.redis_timeout,
                 retry_interval=settings.redis_retry_interval,
                 retention=settings.redis_retention,
+                after=mark if started_from == "database" else None,
             )
         return cls(
             settings=settings,

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
@@ -19,6 +20,12 @@ from feedlab.processes import free_port
 
 REDIS_URL = os.environ.get("FEEDLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 """The shared server and the db number the tests use (not the product's default db 0)."""
+
+
+def upstream_of(url: str) -> tuple[str, int]:
+    """(host, port) of a Redis URL, for a `TcpProxy` in front of it."""
+    parsed = urlsplit(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 6379
 
 
 def redis_unavailable() -> str | None:
