@@ -13,7 +13,7 @@ from feedlab.gateway.online import OnlineState, last_entry
 from feedlab.models.base import Event
 from feedlab.models.history import History
 
-from tests.support.gateway import TcpProxy
+from tests.support.gateway import Clock, TcpProxy
 from tests.support.redis import RedisSpace, upstream_of
 
 pytestmark = pytest.mark.redis
@@ -75,14 +75,6 @@ def test_every_replica_takes_each_event_once_from_any_start(redis_space: RedisSp
             await state.aclose()
 
     asyncio.run(scenario())
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_hung_redis_costs_one_bounded_call_then_is_left_alone_until_retry(
