@@ -95,7 +95,10 @@ class OnlineState:
             return
         if self._due():
             async with self._lock:
-                if await self._call("publish", self._append(events)) is not None:
+                appended = None
+                if self._due():  # the call this request waited for may just have failed
+                    appended = await self._call("publish", self._append(events))
+                if appended is not None:
                     return
         history.add(events)
         self._pending.extend(events)
@@ -107,8 +110,10 @@ class OnlineState:
         if not self._due():
             return
         async with self._lock:
+            if not self._due():  # the call this request waited for failed: do not queue more
+                return
             if self._pending:
-                pending = self._pending
+                pending = list(self._pending)
                 if await self._call("publish", self._append(pending)) is None:
                     return
                 del self._pending[: len(pending)]
