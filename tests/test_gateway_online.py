@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 from feedlab.gateway.metrics import GatewayMetrics
 from feedlab.gateway.online import OnlineState, last_entry
+from feedlab.gateway.state import GatewayState
 from feedlab.models.base import Event
 from feedlab.models.history import History
 
-from tests.support.gateway import Clock, TcpProxy
+from tests.support.gateway import Clock, TcpProxy, seeded_gateway
 from tests.support.redis import RedisSpace, upstream_of
 
 pytestmark = pytest.mark.redis
@@ -118,3 +120,20 @@ def test_a_hung_redis_costs_one_bounded_call_then_is_left_alone_until_retry(
         asyncio.run(scenario())
     finally:
         proxy.close()
+
+
+def test_with_redis_the_feed_table_is_not_polled(redis_space: RedisSpace, tmp_path: Path):
+    """`feedlab serve --workers N` sets a feed poll; with Redis the stream replaces it."""
+    url = f"sqlite:///{tmp_path / 'feedlab.db'}"
+    redis_settings = {"redis_url": redis_space.url, "redis_prefix": redis_space.prefix}
+    engine, settings = seeded_gateway(url, tmp_path, feed_sync_interval=0.1, **redis_settings)
+    state = GatewayState.load(settings)
+    try:
+        assert state.follower is None
+        assert state.online is not None and state.online.up
+        without = GatewayState.load(settings.model_copy(update={"redis_url": None}))
+        assert without.follower is not None and without.online is None
+        without.engine.dispose()
+    finally:
+        state.engine.dispose()
+        engine.dispose()
