@@ -27,6 +27,12 @@ keep-alive connections sends its next request as soon as the last one is answere
 against a trivial FastAPI endpoint (same URL and query, constant answer) served by the same
 uvicorn settings as `feedlab serve`, then against one gateway worker, in the same run. It
 prints both rates, their ratio and the server's CPU per response.
+
+    .venv/bin/python benchmarks/serving.py --rates 200 --no-ramp --redis
+
+`--redis [URL]` runs every mode twice, without and with the online state in Redis
+(`FEEDLAB_REDIS_URL`, default redis://127.0.0.1:6379/0, under a key prefix of this run, removed
+afterwards), and a last table gives what Redis adds to p50 and p99.
 """
 
 from __future__ import annotations
@@ -492,6 +498,12 @@ def main() -> None:
         default="async",
         help="comma-separated exposure log modes to run in turn: async, sync",
     )
+    parser.add_argument(
+        "--redis",
+        nargs="?",
+        const="redis://127.0.0.1:6379/0",
+        help="also run with the online state in this Redis (FEEDLAB_REDIS_URL)",
+    )
     parser.add_argument("--no-ramp", action="store_true")
     parser.add_argument("--ramp-start", type=float, default=250.0)
     parser.add_argument("--ramp-max", type=float, default=2000.0)
@@ -539,23 +551,41 @@ def main() -> None:
             return
         configs = {"ab": config, "interleaving": workdir / "experiments.interleaving.yaml"}
         configs["interleaving"].write_text(interleaved(config.read_text()))
+        prefix = f"feedlab-bench-{os.getpid()}:"
+        onlines: dict[str, dict[str, str]] = {"local": {}}
+        if args.redis:
+            onlines["redis"] = {"FEEDLAB_REDIS_URL": args.redis, "FEEDLAB_REDIS_PREFIX": prefix}
         for design in args.designs.split(","):
-            by_mode: dict[str, list[PhaseResult]] = {}
+            runs: dict[tuple[str, str], list[PhaseResult]] = {}
             for mode in args.durability.split(","):
-                port = free_port()
-                spool = workdir / f"spool-{design}-{mode}"
-                serve = serve_args(configs[design], port, spool)
-                args_serve = [*serve, "--workers", str(args.workers)]
-                mode_env = {**env, "FEEDLAB_EXPOSURE_DURABILITY": mode}
-                log = workdir / f"gateway-{design}-{mode}.log"
-                with serve_subprocess(args_serve, mode_env, port, log, timeout=300) as gateway:
-                    print(f"\nexposure durability: {mode}")
-                    url = f"http://127.0.0.1:{port}"
-                    by_mode[mode] = report(
-                        args, design, url, gateway.pid, engine, users_file, user_ids
-                    )
-            if "async" in by_mode and "sync" in by_mode:
-                print_sync_cost(by_mode["async"], by_mode["sync"])
+                for online, online_env in onlines.items():
+                    port = free_port()
+                    spool = workdir / f"spool-{design}-{mode}-{online}"
+                    serve = serve_args(configs[design], port, spool)
+                    args_serve = [*serve, "--workers", str(args.workers)]
+                    mode_env = {**env, "FEEDLAB_EXPOSURE_DURABILITY": mode, **online_env}
+                    log = workdir / f"gateway-{design}-{mode}-{online}.log"
+                    with serve_subprocess(args_serve, mode_env, port, log, timeout=300) as gw:
+                        print(f"\nexposure durability: {mode}, online state: {online}")
+                        url = f"http://127.0.0.1:{port}"
+                        runs[mode, online] = report(
+                            args, design, url, gw.pid, engine, users_file, user_ids
+                        )
+            for online in onlines:
+                if ("async", online) in runs and ("sync", online) in runs:
+                    print(f"\ncost of sync durability (sync minus async, ms), {online}")
+                    print_cost(runs["async", online], runs["sync", online], "async", "sync")
+            for mode in args.durability.split(","):
+                if (mode, "redis") in runs:
+                    print(f"\ncost of Redis (redis minus local, ms), {mode}")
+                    print_cost(runs[mode, "local"], runs[mode, "redis"], "local", "redis")
+        if args.redis:
+            import redis
+
+            client = redis.Redis.from_url(args.redis)
+            keys = list(client.scan_iter(f"{prefix}*"))
+            if keys:
+                client.delete(*keys)
         engine.dispose()
 
 
@@ -606,23 +636,22 @@ def vs_trivial(
     )
 
 
-def print_sync_cost(fast: list[PhaseResult], safe: list[PhaseResult]) -> None:
-    """What `sync` durability adds to the latency, rate by rate."""
-    print("\ncost of sync durability (sync minus async, ms)")
+def print_cost(base: list[PhaseResult], other: list[PhaseResult], a: str, b: str) -> None:
+    """What run `b` adds to the latency of run `a`, rate by rate."""
     print(
-        f"{'rate/s':>8} {'p50 async':>10} {'p50 sync':>9} {'+p50':>7} "
-        f"{'p99 async':>10} {'p99 sync':>9} {'+p99':>7}"
+        f"{'rate/s':>8} {'p50 ' + a:>10} {'p50 ' + b:>10} {'+p50':>7} "
+        f"{'p99 ' + a:>10} {'p99 ' + b:>10} {'+p99':>7}"
     )
-    for a, b in zip(fast, safe, strict=True):
+    for x, y in zip(base, other, strict=True):
         p50a, p50b, p99a, p99b = (
-            a.percentile(0.5),
-            b.percentile(0.5),
-            a.percentile(0.99),
-            b.percentile(0.99),
+            x.percentile(0.5),
+            y.percentile(0.5),
+            x.percentile(0.99),
+            y.percentile(0.99),
         )
         print(
-            f"{a.rate:>8.0f} {p50a:>10.1f} {p50b:>9.1f} {p50b - p50a:>+7.1f} "
-            f"{p99a:>10.1f} {p99b:>9.1f} {p99b - p99a:>+7.1f}"
+            f"{x.rate:>8.0f} {p50a:>10.1f} {p50b:>10.1f} {p50b - p50a:>+7.1f} "
+            f"{p99a:>10.1f} {p99b:>10.1f} {p99b - p99a:>+7.1f}"
         )
 
 

@@ -9,7 +9,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -153,6 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Posts for user `id` from the arm the user is assigned to."""
         state = await get_state(request)  # not a dependency: FastAPI solves those per call
         at = query.time or utcnow()
+        if state.online is not None:
+            await state.online.sync(state.history)
         served = await serve(state, query.id, at, query.limit, qa=x_feedlab_qa)
         return Response(
             served.body,
@@ -197,12 +199,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health", response_model=HealthOut)
     async def health(state: State) -> HealthOut:
-        """Liveness and what is loaded."""
+        """Liveness and what is loaded; with Redis configured, asks it (bounded) first, so
+        polling `/health` also brings a replica back once Redis returns."""
+        if state.online is not None:
+            await state.online.sync(state.history)
         runtime = state.holder.current
         exposure_log = state.exposure_log
         return HealthOut(
             status="ok",
             database="up" if exposure_log.database_up() else "down",
+            redis=_redis_status(state),
+            redis_pending_events=state.online.pending if state.online else 0,
             started_from=state.started_from,
             exposure_durability=exposure_log.durability,
             config_version=runtime.version,
@@ -280,6 +287,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _redis_status(state: GatewayState) -> Literal["up", "down", "off"]:
+    """off: no Redis configured; down: the last call failed (serving from local state)."""
+    if state.online is None:
+        return "off"
+    return "up" if state.online.up else "down"
+
+
 def _config_loaded(state: GatewayState, loaded: LoadedConfig, at: datetime) -> None:
     """Store every config served under in `experiment_configs` (through the exposure log, so
     it survives a database outage) and expose its version as a metric."""
@@ -311,6 +325,8 @@ async def _begin(
 
 async def _end(state: GatewayState) -> None:
     await state.holder.aclose()
+    if state.online is not None:
+        await state.online.aclose()
     await asyncio.to_thread(state.exposure_log.close, state.settings.shutdown_grace)
     state.engine.dispose()
 

@@ -63,10 +63,14 @@ def serve(
         "--workers",
         min=1,
         help="Gateway processes sharing the port (one per core); each loads the models, and "
-        "they see each other's feed events within --feed-sync seconds.",
+        "they see each other's feed events within --feed-sync seconds (with "
+        "$FEEDLAB_REDIS_URL: on their next request, through Redis).",
     ),
     feed_sync: float = typer.Option(
-        0.1, "--feed-sync", min=0.01, help="With --workers > 1: seconds between feed polls."
+        0.1,
+        "--feed-sync",
+        min=0.01,
+        help="With --workers > 1 and no $FEEDLAB_REDIS_URL: seconds between feed polls.",
     ),
     durability: str = typer.Option(
         None,

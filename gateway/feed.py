@@ -74,13 +74,18 @@ def _check_same(conn: Connection, events: dict[str, FeedEventIn]) -> None:
 
 
 async def apply_stored(state: GatewayState, new: list[FeedEventIn]) -> None:
-    """Apply the events this worker just stored (those a sibling's rows did not bring in
-    meanwhile, see `gateway.feed_sync`)."""
+    """Apply the events this worker just stored: through Redis when configured (every replica,
+    this one included, takes them from there on its next request, see `gateway.online`), else
+    those a sibling's rows did not bring in meanwhile (see `gateway.feed_sync`)."""
     if state.follower is not None:
         keys = [e.key() for e in new]
         fresh = state.follower.claim(keys)
         new = [e for e, key in zip(new, keys, strict=True) if key in fresh]
-    await apply_events(state, [Event(e.timestamp, e.user_id, e.post_id, e.action) for e in new])
+    events = [Event(e.timestamp, e.user_id, e.post_id, e.action) for e in new]
+    if state.online is not None:
+        await state.online.publish(events, state.history)
+    else:
+        await apply_events(state, events)
 
 
 async def apply_events(state: GatewayState, events: list[Event]) -> None:

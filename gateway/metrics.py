@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from feedlab.gateway.exposures import ExposureLog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -67,6 +67,13 @@ class GatewayMetrics:
             ["config_version"],
             registry=self.registry,
         )
+        self.redis_errors = Counter(
+            "feedlab_redis_errors",
+            "Failed or timed-out Redis calls of the online state, by operation "
+            "(start | publish | sync); requests are served from local state meanwhile.",
+            ["op"],
+            registry=self.registry,
+        )
 
     def served(self, experiment: str, exp_group: str, latency_s: float) -> None:
         """Count one response of an arm and its latency. The labelled children are kept per
@@ -77,6 +84,18 @@ class GatewayMetrics:
             arm = self._arms[key] = (self.requests.labels(*key), self.latency.labels(*key))
         arm[0].inc()
         arm[1].observe(latency_s)
+
+    def watch_redis(self, up: Callable[[], bool], pending: Callable[[], int]) -> None:
+        """Gauges read at scrape time: whether Redis answered the last call, and the feed
+        events stored while it did not, still to be appended to the stream."""
+        Gauge(
+            "feedlab_redis_up", "1 when Redis answered the last call.", registry=self.registry
+        ).set_function(lambda: float(up()))
+        Gauge(
+            "feedlab_redis_pending_events",
+            "Feed events stored while Redis was down, not yet appended to its stream.",
+            registry=self.registry,
+        ).set_function(lambda: float(pending()))
 
     def watch_exposures(self, exposure_log: ExposureLog) -> None:
         self.registry.register(_ExposureCollector(exposure_log))

@@ -106,6 +106,12 @@ class HealthOut(BaseModel):
     status: Literal["ok"]
     database: Literal["up", "down"]
     """As the exposure writer last found it (down: exposures are spooled)."""
+    redis: Literal["up", "down", "off"]
+    """The online state shared by replicas: off (no `FEEDLAB_REDIS_URL`), up, or down
+    (degraded: served from this process's history; a like posted to another replica is not
+    seen here until Redis answers again)."""
+    redis_pending_events: int
+    """Feed events stored while Redis was down, still to be appended to its stream."""
     started_from: Literal["database", "snapshot"]
     """snapshot: the database was down at start-up; serving from the local copy."""
     exposure_durability: Literal["async", "sync"]

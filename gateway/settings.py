@@ -53,3 +53,17 @@ class Settings(DatabaseSettings):
     feed_sync_interval: float | None = Field(None, gt=0)
     """Seconds between polls of the feed table for events sibling workers stored (set by
     `feedlab serve --workers N`); None: one process, nothing to poll."""
+    redis_url: str | None = None
+    """Redis holding the online state shared by gateway replicas (e.g.
+    `redis://127.0.0.1:6379/0`); None: each process keeps its own (and with several workers
+    polls the feed table, see `feed_sync_interval`)."""
+    redis_prefix: str = "feedlab:"
+    """Prepended to every Redis key, so several deployments (or tests) share one server."""
+    redis_timeout: float = Field(0.25, gt=0)
+    """Bound on every Redis call: a request never waits longer for Redis."""
+    redis_retry_interval: float = Field(1.0, gt=0)
+    """After a failed Redis call, seconds during which Redis is not asked again (requests are
+    served from local state meanwhile)."""
+    redis_retention: float = Field(2 * 86400, gt=0)
+    """Seconds of feed events the Redis stream keeps (a replica that starts from the local
+    snapshot reads them back)."""

@@ -2,7 +2,8 @@
 
 Requests never query the database: posts (for texts/topics of the response), the set of known
 users and the feed history are loaded here (from the database, or from the local snapshot
-while it is down), and kept fresh by `POST /feed`.
+while it is down), and kept fresh by `POST /feed`, or with Redis configured by the stream all
+replicas share (`gateway.online`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from feedlab.gateway.dbutil import pg_connect_args
 from feedlab.gateway.exposures import ExposureLog
 from feedlab.gateway.feed_sync import FeedFollower
 from feedlab.gateway.metrics import GatewayMetrics
+from feedlab.gateway.online import OnlineState, last_entry
 from feedlab.gateway.runtime import RuntimeHolder
 from feedlab.gateway.settings import Settings
 from feedlab.gateway.snapshot import StartData
@@ -74,6 +76,7 @@ class GatewayState:
     metrics: GatewayMetrics
     started_from: Literal["database", "snapshot"] = "database"
     follower: FeedFollower | None = None
+    online: OnlineState | None = None
     holder: RuntimeHolder = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +89,11 @@ class GatewayState:
         is there."""
         engine = gateway_engine(settings)
         path = snapshot_path(settings)
+        metrics = GatewayMetrics()
+        mark = None  # where this replica follows the Redis stream from
+        if settings.redis_url:
+            url, prefix = settings.redis_url, settings.redis_prefix
+            mark = last_entry(url, prefix, settings.redis_timeout, metrics)
         try:
             migrate(settings)
             data = StartData.from_database(engine, path)
@@ -106,7 +114,7 @@ class GatewayState:
             started_from = "database"
         posts, history = data.posts, data.history
         follower = None
-        if settings.feed_sync_interval:
+        if settings.feed_sync_interval and not settings.redis_url:
             follower = FeedFollower(
                 engine, data.through_id, settings.db_timeout, settings.feed_gap_timeout
             )
@@ -131,8 +139,18 @@ class GatewayState:
             retry_interval=settings.db_retry_interval,
             db_timeout=settings.db_timeout,
         )
-        metrics = GatewayMetrics()
         metrics.watch_exposures(exposure_log)
+        online = None
+        if settings.redis_url:
+            online = OnlineState(
+                settings.redis_url,
+                settings.redis_prefix,
+                metrics,
+                timeout=settings.redis_timeout,
+                retry_interval=settings.redis_retry_interval,
+                retention=settings.redis_retention,
+                after=mark if started_from == "database" else None,
+            )
         return cls(
             settings=settings,
             engine=engine,
@@ -145,6 +163,7 @@ class GatewayState:
             metrics=metrics,
             started_from=started_from,
             follower=follower,
+            online=online,
         )
 
     def is_known(self, user_id: int) -> bool:

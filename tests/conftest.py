@@ -1,7 +1,8 @@
 """Shared fixtures: a fresh SQLite file and a fresh PostgreSQL database per test.
 
-PostgreSQL comes from FEEDLAB_TEST_POSTGRES_URL (default: the local trust-auth server). Outside
-CI an unreachable server skips the PostgreSQL tests with the reason; with CI=true it fails them.
+PostgreSQL comes from FEEDLAB_TEST_POSTGRES_URL (default: the local trust-auth server), Redis
+from FEEDLAB_TEST_REDIS_URL (default: the local server, db 9). Outside CI an unreachable server
+skips the tests that need it with the reason; with CI=true it fails them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.support.db import migrated
+from tests.support.redis import PrivateRedis, RedisSpace, redis_unavailable, shared_space
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,12 +44,38 @@ def postgres_available() -> str | None:
 
 
 def require_postgres() -> None:
-    reason = postgres_available()
+    _required(postgres_available())
+
+
+def _required(reason: str | None) -> None:
+    """Nothing when `reason` is None; else fail under CI, skip elsewhere, with the reason."""
     if reason is None:
         return
     if IN_CI:
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_space() -> Iterator[RedisSpace]:
+    """The shared Redis (FEEDLAB_TEST_REDIS_URL) under a key prefix of this test only."""
+    _required(redis_unavailable())
+    yield from shared_space()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A running redis-server of this test only, which it may stop and start."""
+    try:
+        server = PrivateRedis(tmp_path)
+    except FileNotFoundError as exc:
+        _required(str(exc))
+        raise
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

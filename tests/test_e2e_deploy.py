@@ -41,18 +41,28 @@ def parse_cli(argv: list[str]) -> click.Context:
 
 
 def test_services_start_in_dependency_order() -> None:
-    assert set(SERVICES) == {"postgres", "trainer", "model-control", "model-test", "gateway"}
-    for name in ("postgres", "model-control", "model-test", "gateway"):
+    assert set(SERVICES) == {
+        "postgres",
+        "redis",
+        "trainer",
+        "model-control",
+        "model-test",
+        "gateway",
+        "gateway-2",
+    }
+    for name in ("postgres", "redis", "model-control", "model-test", "gateway", "gateway-2"):
         assert SERVICES[name]["healthcheck"]["test"], name
     for name in ("model-control", "model-test"):
         deps = SERVICES[name]["depends_on"]
         assert deps["trainer"]["condition"] == "service_completed_successfully"
-    gateway_deps = SERVICES["gateway"]["depends_on"]
-    assert {k: v["condition"] for k, v in gateway_deps.items()} == {
-        "postgres": "service_healthy",
-        "model-control": "service_healthy",
-        "model-test": "service_healthy",
-    }
+    for name in ("gateway", "gateway-2"):
+        gateway_deps = SERVICES[name]["depends_on"]
+        assert {k: v["condition"] for k, v in gateway_deps.items()} == {
+            "postgres": "service_healthy",
+            "redis": "service_healthy",
+            "model-control": "service_healthy",
+            "model-test": "service_healthy",
+        }
     assert SERVICES["trainer"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert SERVICES["trainer"]["restart"] == "no"
     assert {"pgdata", "artifacts", "spool"} <= set(COMPOSE["volumes"])
@@ -68,7 +78,17 @@ def test_gateway_environment_comes_from_the_host() -> None:
     assert env["FEEDLAB_ADMIN_TOKEN"] == "${FEEDLAB_ADMIN_TOKEN:-}"
 
 
-@pytest.mark.parametrize("name", ["trainer", "model-control", "model-test", "gateway"])
+def test_gateway_replicas_share_redis_and_nothing_else() -> None:
+    """Online state through the one Redis service; each replica its own port and spool."""
+    replicas = [SERVICES["gateway"], SERVICES["gateway-2"]]
+    assert {r["environment"]["FEEDLAB_REDIS_URL"] for r in replicas} == {"redis://redis:6379/0"}
+    assert replicas[0]["command"] == replicas[1]["command"]
+    spools = [next(v for v in r["volumes"] if v.endswith(":/app/spool")) for r in replicas]
+    assert len(set(spools)) == 2
+    assert len({r["ports"][0].split(":")[0] for r in replicas}) == 2
+
+
+@pytest.mark.parametrize("name", ["trainer", "model-control", "model-test", "gateway", "gateway-2"])
 def test_every_feedlab_command_line_parses(name: str) -> None:
     lines = feedlab_lines(SERVICES[name])
     assert lines, f"{name} runs no feedlab command"

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, insert
 from feedlab.processes import free_port, serve_subprocess
 from tests.support.db import migrated
 from tests.support.gateway import (
+    Clock,
     TcpProxy,
     proxied,
     seed_world,
@@ -40,14 +41,6 @@ def store(engine: Engine, *rows: tuple[str, int, int]) -> None:
                 "action": "like",
             }
             conn.execute(insert(feed), {**values, "id": row_id} if row_id else values)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_follower_yields_each_foreign_row_once_also_when_ids_commit_out_of_order(engine):

@@ -30,6 +30,16 @@ T0 = datetime(2024, 1, 1)
 TOPICS = ("news", "sport", "movie", "tech")
 
 
+class Clock:
+    """A monotonic clock a test moves by hand (`clock.now += 5`)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 15.0, interval: float = 0.05) -> bool:
     """Poll `check` until it holds or `timeout` passes (bounded); the gateway writes exposures
     and forwards events asynchronously by design, so tests wait for them this way."""
