@@ -69,7 +69,8 @@ class PopularRecommender:
         self, user_id: int, at: datetime, limit: int, exclude: Collection[int] | None = None
     ) -> list[int]:
         excluded = set(self.history.liked_before(user_id, at).tolist())
-        excluded.update(exclude or ())
+        if exclude is not None:  # an id array from offline evaluation, or a set
+            excluded.update(int(p) for p in exclude)
         out: list[int] = []
         # the first limit + len(excluded) ranked posts always hold `limit` allowed ones
         for post in self.ranking(at)[: limit + len(excluded)].tolist():

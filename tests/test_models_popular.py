@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 from feedlab.models.base import Event, Recommender
 from feedlab.models.history import History
@@ -67,6 +68,8 @@ def test_exclude_and_cold_start_share_the_list():
     model = PopularRecommender(h)
     assert model.recommend(1234, at, 3) == model.recommend(5678, at, 3)
     assert 2 not in model.recommend(1234, at, 3, exclude=[2])
+    # offline evaluation passes the seen posts as an id array
+    assert model.recommend(1234, at, 2, exclude=np.array([2, 1])) == [3, 4]
 
 
 def test_random_is_reproducible_and_valid():
