@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
-import numpy as np
 import orjson
 from feedlab.experiments.assignment import Assignment
 from feedlab.experiments.config import INTERLEAVED_GROUP
@@ -182,8 +181,7 @@ def _clean(
 ) -> list[int]:
     """Enforce the contract whatever the backend did: posts we can show, none the user liked
     before `at`, no repeats, at most `limit`."""
-    liked = state.history.liked_before(user_id, at)
-    liked_set = set(liked.tolist()) if isinstance(liked, np.ndarray) else set(liked)
+    liked_set = set(state.history.liked_before(user_id, at).tolist())
     out: list[int] = []
     seen: set[int] = set()
     for p in post_ids:
